@@ -1,0 +1,58 @@
+# TensorGate. `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean
+.DEFAULT_GOAL := help
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c constraints.txt -e '.[tf,dev,postgres]'
+	touch $@
+
+venv: $(STAMP) ## create .venv with every Python dependency (pinned by constraints.txt)
+
+system-deps: ## Debian packages the integration tests use (prometheus, postgresql)
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: venv ## train a good and a silently broken model, serve both, run the gate
+	$(VENV)/bin/tensorgate demo
+
+crds: venv ## regenerate crds/ and the chart's copy from the Python types
+	$(PY) -m tensorgate.cli crd > crds/modeldeployments.tensorgate.dev.yaml
+	mkdir -p charts/tensorgate/crds && cp crds/modeldeployments.tensorgate.dev.yaml charts/tensorgate/crds/
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
+	$(VENV)/bin/lint-imports
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv ## fast tests only
+	$(VENV)/bin/pytest -q tests/unit
+
+-include tests/cluster/cluster.mk
+
+test: venv system-deps lint typecheck ## ruff, mypy, and every test (builds the cluster tools once)
+	@if grep -q '^cluster-tools:' tests/cluster/cluster.mk 2>/dev/null; then $(MAKE) --no-print-directory cluster-tools; fi
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+
+clean:
+	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache

@@ -1,0 +1,49 @@
+"""Every condition/Event reason and phase, in one place (CamelCase, stable for alerting)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    SMOKE_TESTING = "SmokeTesting"
+    EVALUATING = "Evaluating"
+    PROGRESSING = "Progressing"
+    PROMOTING = "Promoting"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class Reason(StrEnum):
+    """Reasons shared by conditions and Events."""
+
+    INVALID_SPEC = "InvalidSpec"
+    DEPLOYING = "Deploying"
+    AVAILABLE = "Available"
+    UNSCHEDULABLE = "Unschedulable"
+    READINESS_TIMEOUT = "ReadinessTimeout"
+    SMOKE_TESTING = "SmokeTesting"
+    SMOKE_TEST_PASSED = "SmokeTestPassed"
+    SMOKE_TEST_FAILED = "SmokeTestFailed"
+    EVALUATING = "Evaluating"
+    ACCURACY_GATE_PASSED = "AccuracyGatePassed"
+    ACCURACY_GATE_FAILED = "AccuracyGateFailed"
+    STEP_ADVANCED = "StepAdvanced"
+    METRIC_CHECK_FAILED = "MetricCheckFailed"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    ABORTED = "Aborted"
+    SUPERSEDED = "Superseded"
+    EDGE_ERROR = "EdgeError"

@@ -1,0 +1,105 @@
+"""The ModelDeployment status: everything a restarted operator needs to resume, and every
+number a human needs to understand a decision. Generated into the CRD like the spec."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from tensorgate.api.reasons import Phase
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Condition(_Status):
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, also used as the Event reason.")
+    message: str = Field(default="", description="Human-readable details with the numbers.")
+    last_transition_time: str | None = Field(
+        default=None, description="When status last flipped (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation this condition was computed for."
+    )
+
+
+class CheckResult(_Status):
+    name: str = Field(description="Check name.")
+    passed: bool = Field(description="Whether the check passed.")
+    message: str = Field(default="", description="Observed value vs limit.")
+    value: float | None = Field(default=None, description="Observed value, when numeric.")
+
+
+class GateStatus(_Status):
+    version: str | None = Field(default=None, description="Candidate version judged.")
+    decision: str | None = Field(default=None, description="promote or rollback.")
+    smoke_passed: bool | None = Field(default=None, description="Smoke inference verdict.")
+    compared: bool | None = Field(
+        default=None, description="Whether the golden-set comparison has run."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why it failed, in words.")
+    stable_accuracy: float | None = Field(default=None, description="Stable accuracy.")
+    canary_accuracy: float | None = Field(default=None, description="Candidate accuracy.")
+    delta: float | None = Field(default=None, description="stable - candidate accuracy.")
+    upper_bound: float | None = Field(
+        default=None, description="One-sided upper confidence bound of the drop."
+    )
+    p_value: float | None = Field(
+        default=None, description="p-value of the non-inferiority test (small = safe)."
+    )
+    samples: int | None = Field(default=None, description="Golden-set samples scored.")
+    agreement: float | None = Field(default=None, description="Prediction agreement.")
+    smoke: list[CheckResult] = Field(default_factory=list, description="Smoke checks.")
+
+
+class HistoryEntry(_Status):
+    version: str = Field(description="Candidate version.")
+    decision: str = Field(description="Promoted, RolledBack or Superseded.")
+    reason: str = Field(default="", description="Why.")
+    at: str = Field(description="When the decision was taken (RFC 3339).")
+    stable_accuracy: float | None = Field(default=None, description="Stable accuracy.")
+    canary_accuracy: float | None = Field(default=None, description="Candidate accuracy.")
+
+
+class StableModel(_Status):
+    name: str = Field(description="TF Serving model name of the stable track.")
+    version: str = Field(description="Stable version.")
+    uri: str = Field(description="Stable model base path.")
+
+
+class ModelDeploymentStatus(_Status):
+    phase: Phase | None = Field(default=None, description="Where the rollout stands.")
+    message: str | None = Field(default=None, description="Last decision, in words.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation last acted on."
+    )
+    stable_version: str | None = Field(default=None, description="Version serving users.")
+    canary_version: str | None = Field(default=None, description="Version under rollout.")
+    canary_weight: int | None = Field(default=None, description="Canary traffic percent.")
+    current_step: int | None = Field(default=None, description="Index into analysis.steps.")
+    failed_checks: int | None = Field(default=None, description="Failed checks this rollout.")
+    phase_started_at: str | None = Field(default=None, description="When the phase began.")
+    step_started_at: str | None = Field(default=None, description="When the step began.")
+    stable_model: StableModel | None = Field(
+        default=None, description="The model spec the stable track runs (for rollback)."
+    )
+    gate: GateStatus | None = Field(default=None, description="Last gate result.")
+    checks: list[CheckResult] = Field(default_factory=list, description="Last metric checks.")
+    checks_step: int | None = Field(
+        default=None, description="Step index the last metric checks were judged at."
+    )
+    rollout_id: str | None = Field(
+        default=None, description="Identifier of the rollout in the ledger."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="The last 10 rollouts, newest first."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")

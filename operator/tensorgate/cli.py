@@ -1,0 +1,168 @@
+"""The `tensorgate` command line. Exit codes: 0 ok/promote, 1 rollback/failure, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from tensorgate.api.spec import parse_resource
+from tensorgate.errors import SpecError
+
+app = typer.Typer(
+    name="tensorgate",
+    help="Gate and progressively roll out TensorFlow models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (where, document) for every YAML document in the files ('-' is stdin)."""
+    for path in paths:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        for index, doc in enumerate(yaml.safe_load_all(text)):
+            if doc is None:
+                continue
+            where = f"{path}#{index}" if path != "-" else f"<stdin>#{index}"
+            if not isinstance(doc, dict):
+                raise SpecError([f"{where}: a YAML document must be a mapping"])
+            yield where, doc
+
+
+def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
+    """Parse every document; on any problem print all field errors and exit 2."""
+    docs, problems = [], []
+    try:
+        for where, doc in read_documents(paths):
+            try:
+                parse_resource(doc)
+                docs.append(doc)
+            except SpecError as exc:
+                problems.extend(f"{where}: {line}" for line in exc.errors)
+    except (OSError, yaml.YAMLError, SpecError) as exc:
+        problems.append(str(exc))
+    if problems:
+        for line in problems:
+            typer.echo(line, err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    return docs
+
+
+FileOpt = Annotated[
+    list[str], typer.Option("-f", "--filename", help="Manifest file, or - for stdin.")
+]
+
+
+@app.command()
+def validate(filename: FileOpt) -> None:
+    """Check ModelDeployment manifests; print field errors and exit 2 when invalid."""
+    _load_valid(filename)
+
+
+@app.command()
+def render(
+    filename: FileOpt,
+    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+) -> None:
+    """Print exactly the objects the operator would create, without a cluster."""
+    from tensorgate.platform.kubernetes.manifests import render_objects
+
+    if output not in {"yaml", "json"}:
+        typer.echo(f"--output: got {output!r}; expected yaml or json", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    objects: list[dict[str, Any]] = []
+    for doc in _load_valid(filename):
+        objects.extend(render_objects(doc))
+    if output == "json":
+        typer.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
+@app.command()
+def run(
+    namespace: Annotated[
+        list[str], typer.Option("-n", "--namespace", help="Namespace to watch (repeatable).")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    peering: Annotated[
+        str | None, typer.Option(help="kopf peering name (for several replicas).")
+    ] = None,
+    liveness: Annotated[
+        str | None, typer.Option(help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of the operator's /metrics endpoint.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address /metrics binds to.")] = "127.0.0.1",
+    prometheus_url: Annotated[
+        str | None, typer.Option(envvar="TENSORGATE_PROMETHEUS_URL", help="Prometheus URL.")
+    ] = None,
+    ledger_dsn: Annotated[
+        str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between re-checks.")] = 5.0,
+    log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the operator (uses the in-cluster ServiceAccount, else KUBECONFIG)."""
+    import asyncio
+
+    from tensorgate.runner import configure_logging, run_operator
+    from tensorgate.settings import Settings
+
+    settings = Settings(
+        namespaces=tuple(namespace),
+        peering=peering,
+        liveness_endpoint=liveness,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        prometheus_url=prometheus_url,
+        ledger_dsn=ledger_dsn,
+        reconcile_interval_s=interval,
+        log_format=log_format,
+        log_level=log_level,
+    )
+    configure_logging(settings)
+    asyncio.run(run_operator(settings))
+
+
+@app.command(hidden=True)
+def crd() -> None:
+    """Print the generated CustomResourceDefinition (what `make crds` writes)."""
+    from tensorgate.api.crd import render_crd
+
+    typer.echo(render_crd(), nl=False)
+
+
+def _register_optional_commands() -> None:
+    """Commands that live beside their subsystem register themselves here."""
+    import importlib
+
+    for module in ("tensorgate.gate.commands", "tensorgate.commands"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

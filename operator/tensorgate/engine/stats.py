@@ -1,0 +1,287 @@
+"""Statistics for the canary accuracy gate: pure functions, no I/O.
+
+The gate compares two classifiers on the *same* labelled samples, so the two accuracies are
+paired proportions. Every sample falls into one cell of a 2x2 table::
+
+                         candidate right   candidate wrong
+        stable right           a                 b
+        stable wrong           c                 d
+
+Only the discordant cells carry information about the difference. With ``n = a + b + c + d``
+the observed accuracy drop is ``drop = p_stable - p_candidate = (b - c) / n``.
+
+The gate is a **non-inferiority** test with margin ``m`` (``maxAccuracyDrop``)::
+
+    H0: drop >= m    (the candidate is worse by the margin or more)   -> roll back
+    H1: drop <  m    (the candidate is non-inferior)                  -> promote
+
+It is decided by the one-sided upper confidence bound ``U`` of the drop at level
+``confidence``: promote iff ``U <= m``. The bound is Tango's asymptotic score bound (Tango
+1998, Stat Med 17:891-908): ``U`` is the largest ``delta0`` that the score test of
+``H0: drop = delta0`` does not reject at one-sided level ``alpha = 1 - confidence``.
+The score statistic is::
+
+    T(delta0) = (b - c - n * delta0) / sqrt(n * (2 * q + delta0 * (1 - delta0)))
+
+where ``q`` is the maximum-likelihood estimate of the "stable wrong, candidate right" cell
+probability under the constraint ``drop = delta0`` (a closed-form root of a quadratic). Because
+``U`` inverts the same test whose p-value is reported, the two can never disagree:
+``U <= m  <=>  p = Phi(T(m)) <= alpha``.
+
+Why this method and not the textbook Wald interval ``drop +/- z * se``: the Wald standard
+error is estimated at the observed table, so with few discordant pairs it is too small (with
+``b = c = 0`` it is zero and the bound equals the estimate, claiming certainty from nothing).
+Tango's score bound evaluates the variance under the hypothesis being tested, keeps close to
+nominal coverage for small and unbalanced discordant counts, and is the interval recommended
+by comparison studies of paired-difference intervals (Newcombe 1998; Tang, Tang & Chan 2003;
+Fagerland, Lydersen & Laake 2014/2017). The Wald bound and McNemar's test are provided for
+reference and for the tests (``tests/unit/engine/test_stats.py`` checks all of them against
+published values).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "NonInferiority",
+    "mcnemar_exact_p",
+    "mcnemar_midp",
+    "mcnemar_z",
+    "noninferiority",
+    "normal_cdf",
+    "normal_ppf",
+    "tango_interval",
+    "tango_statistic",
+    "tango_upper_bound",
+    "wald_interval",
+]
+
+# Acklam's rational approximation of the inverse normal CDF (relative error < 1.15e-9),
+# refined by one Halley step against erfc to full double precision.
+_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_B = (
+    -5.447609879822406e01,
+    1.615858368580409e02,
+    -1.556989798598866e02,
+    6.680131188771972e01,
+    -1.328068155288572e01,
+)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
+_D = (
+    7.784695709041462e-03,
+    3.224671290700398e-01,
+    2.445134137142996e00,
+    3.754408661907416e00,
+)
+_P_LOW = 0.02425
+
+
+def normal_cdf(x: float) -> float:
+    """Standard normal CDF, accurate in both tails (via erfc)."""
+    if math.isinf(x):
+        return 0.0 if x < 0 else 1.0
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def normal_ppf(p: float) -> float:
+    """Inverse of the standard normal CDF (the quantile function) for 0 < p < 1."""
+    if not 0.0 < p < 1.0:
+        if p == 0.0:
+            return -math.inf
+        if p == 1.0:
+            return math.inf
+        raise ValueError(f"normal_ppf: p must be in [0, 1] (got {p})")
+    if p < _P_LOW:
+        q = math.sqrt(-2.0 * math.log(p))
+        x = (((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        )
+    elif p <= 1.0 - _P_LOW:
+        q = p - 0.5
+        r = q * q
+        x = (
+            (((((_A[0] * r + _A[1]) * r + _A[2]) * r + _A[3]) * r + _A[4]) * r + _A[5])
+            * q
+            / (((((_B[0] * r + _B[1]) * r + _B[2]) * r + _B[3]) * r + _B[4]) * r + 1.0)
+        )
+    else:
+        q = math.sqrt(-2.0 * math.log(1.0 - p))
+        x = -(((((_C[0] * q + _C[1]) * q + _C[2]) * q + _C[3]) * q + _C[4]) * q + _C[5]) / (
+            (((_D[0] * q + _D[1]) * q + _D[2]) * q + _D[3]) * q + 1.0
+        )
+    # One Halley step: e = Phi(x) - p; u = e * sqrt(2 pi) * exp(x^2 / 2).
+    e = normal_cdf(x) - p
+    u = e * math.sqrt(2.0 * math.pi) * math.exp(x * x / 2.0)
+    return x - u / (1.0 + x * u / 2.0)
+
+
+def _check_table(b: int, c: int, n: int) -> None:
+    if b < 0 or c < 0 or n <= 0 or b + c > n:
+        raise ValueError(f"need 0 <= b, 0 <= c, b + c <= n, n > 0 (got b={b}, c={c}, n={n})")
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1) (got {confidence})")
+
+
+def mcnemar_z(b: int, c: int, *, continuity: bool = False) -> float:
+    """McNemar's statistic as a signed z score, ``(b - c) / sqrt(b + c)``.
+
+    With ``continuity`` the absolute value ``(|b - c| - 1) / sqrt(b + c)`` is returned (Edwards'
+    correction). Zero discordant pairs give 0.
+    """
+    if b + c == 0:
+        return 0.0
+    if continuity:
+        return max(abs(b - c) - 1, 0) / math.sqrt(b + c)
+    return (b - c) / math.sqrt(b + c)
+
+
+def _binom_pmf_half(k: int, m: int) -> float:
+    return math.exp(
+        math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1) - m * math.log(2.0)
+    )
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact conditional McNemar p-value (binomial test of b out of b + c at 1/2)."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(_binom_pmf_half(k, m) for k in range(min(b, c) + 1))
+    return min(1.0, 2.0 * tail)
+
+
+def mcnemar_midp(b: int, c: int) -> float:
+    """Two-sided mid-p McNemar p-value: the exact p-value minus the observed point's mass."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    return max(0.0, mcnemar_exact_p(b, c) - _binom_pmf_half(min(b, c), m))
+
+
+def wald_interval(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wald interval of ``(b - c) / n`` for paired proportions (reference only)."""
+    _check_table(b, c, n)
+    _check_confidence(confidence)
+    z = normal_ppf(1.0 - (1.0 - confidence) / 2.0)
+    estimate = (b - c) / n
+    se = math.sqrt(max((b + c) - (b - c) ** 2 / n, 0.0)) / n
+    return max(-1.0, estimate - z * se), min(1.0, estimate + z * se)
+
+
+def _restricted_q(b: int, c: int, n: int, delta0: float) -> float:
+    """ML estimate of the c-cell probability under ``(p_b - p_c) = delta0`` (Tango 1998)."""
+    w = -(b + c) + (2 * n - b + c) * delta0
+    disc = w * w + 8.0 * n * c * delta0 * (1.0 - delta0)
+    return max(0.0, (-w + math.sqrt(max(disc, 0.0))) / (4.0 * n))
+
+
+def tango_statistic(b: int, c: int, n: int, delta0: float) -> float:
+    """Tango's score statistic for ``H0: (b - c) / n = delta0`` (-inf/+inf at zero variance)."""
+    _check_table(b, c, n)
+    numerator = b - c - n * delta0
+    variance = n * (2.0 * _restricted_q(b, c, n, delta0) + delta0 * (1.0 - delta0))
+    if variance <= 1e-300:
+        if abs(numerator) <= 1e-12 * n:
+            return 0.0
+        return math.copysign(math.inf, numerator)
+    return numerator / math.sqrt(variance)
+
+
+def _solve(b: int, c: int, n: int, target: float, lo: float, hi: float) -> float:
+    """The delta0 in [lo, hi] where the decreasing T(delta0) crosses ``target``."""
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if tango_statistic(b, c, n, mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2.0
+
+
+def tango_upper_bound(b: int, c: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound of ``(b - c) / n`` at ``confidence`` (Tango score)."""
+    _check_table(b, c, n)
+    _check_confidence(confidence)
+    estimate = (b - c) / n
+    if estimate >= 1.0:
+        return 1.0
+    z = normal_ppf(confidence)
+    return _solve(b, c, n, -z, estimate, 1.0)
+
+
+def tango_interval(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Tango score interval of ``(b - c) / n`` at ``confidence``."""
+    _check_table(b, c, n)
+    _check_confidence(confidence)
+    estimate = (b - c) / n
+    z = normal_ppf(1.0 - (1.0 - confidence) / 2.0)
+    lower = -1.0 if estimate <= -1.0 else _solve(b, c, n, z, -1.0, estimate)
+    upper = 1.0 if estimate >= 1.0 else _solve(b, c, n, -z, estimate, 1.0)
+    return lower, upper
+
+
+@dataclass(frozen=True)
+class NonInferiority:
+    """The outcome of the paired non-inferiority test of an accuracy drop.
+
+    ``drop`` is the observed ``(b - c) / n``, ``upper_bound`` the one-sided bound at
+    ``confidence``, ``p_value`` the p-value of ``H0: drop >= margin``; ``is_non_inferior`` is
+    ``upper_bound <= margin``.
+    """
+
+    b: int
+    c: int
+    n: int
+    margin: float
+    confidence: float
+    drop: float
+    upper_bound: float
+    p_value: float
+    is_non_inferior: bool
+    method: str = "tango-score"
+
+
+def noninferiority(b: int, c: int, n: int, margin: float, confidence: float) -> NonInferiority:
+    """Test ``H0: drop >= margin`` against ``H1: drop < margin`` with Tango's score statistic.
+
+    ``b``: samples the stable model got right and the candidate wrong; ``c``: the reverse;
+    ``n``: all paired samples.
+    """
+    _check_table(b, c, n)
+    _check_confidence(confidence)
+    if not 0.0 <= margin <= 1.0:
+        raise ValueError(f"margin must be in [0, 1] (got {margin})")
+    upper = tango_upper_bound(b, c, n, confidence)
+    p_value = normal_cdf(tango_statistic(b, c, n, margin)) if margin < 1.0 else 0.0
+    return NonInferiority(
+        b=b,
+        c=c,
+        n=n,
+        margin=margin,
+        confidence=confidence,
+        drop=(b - c) / n,
+        upper_bound=upper,
+        p_value=p_value,
+        is_non_inferior=upper <= margin,
+    )

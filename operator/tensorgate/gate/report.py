@@ -1,0 +1,171 @@
+"""The gate's results: named checks, the smoke and canary reports, the decision.
+
+All are frozen dataclasses with a ``to_dict`` that gives the camelCase JSON form printed by
+``tensorgate gate --json`` and written to ``status.gate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "CanaryReport",
+    "Check",
+    "ClassRecallChange",
+    "Decision",
+    "GateReport",
+    "SmokeReport",
+]
+
+
+class Decision(StrEnum):
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: ``passed`` and a human message (observed vs expected)."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class ClassRecallChange:
+    """A class whose recall fell by more than the margin."""
+
+    label: int
+    support: int
+    stable_recall: float
+    candidate_recall: float
+
+    @property
+    def drop(self) -> float:
+        return self.stable_recall - self.candidate_recall
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "support": self.support,
+            "stableRecall": round(self.stable_recall, 6),
+            "candidateRecall": round(self.candidate_recall, 6),
+            "drop": round(self.drop, 6),
+        }
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """The paired accuracy comparison; ``ran`` is false when smoke failed first."""
+
+    ran: bool
+    samples: int = 0
+    stable_accuracy: float | None = None
+    candidate_accuracy: float | None = None
+    drop: float | None = None
+    upper_bound: float | None = None
+    p_value: float | None = None
+    confidence: float | None = None
+    max_accuracy_drop: float | None = None
+    stable_only_correct: int = 0
+    candidate_only_correct: int = 0
+    agreement: float | None = None
+    method: str = "tango-score"
+    recall_changes: tuple[ClassRecallChange, ...] = ()
+    checks: tuple[Check, ...] = ()
+    elapsed_s: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.ran
+            and all(c.passed for c in self.checks)
+            and self.upper_bound is not None
+            and self.max_accuracy_drop is not None
+            and self.upper_bound <= self.max_accuracy_drop
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.ran:
+            return {"ran": False}
+
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 6)
+
+        return {
+            "ran": True,
+            "passed": self.passed,
+            "samples": self.samples,
+            "stableAccuracy": r(self.stable_accuracy),
+            "candidateAccuracy": r(self.candidate_accuracy),
+            "drop": r(self.drop),
+            "upperBound": r(self.upper_bound),
+            "pValue": None if self.p_value is None else float(f"{self.p_value:.6g}"),
+            "confidence": self.confidence,
+            "maxAccuracyDrop": self.max_accuracy_drop,
+            "method": self.method,
+            "discordant": {
+                "stableOnlyCorrect": self.stable_only_correct,
+                "candidateOnlyCorrect": self.candidate_only_correct,
+            },
+            "agreement": r(self.agreement),
+            "classRecallChanges": [c.to_dict() for c in self.recall_changes],
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class GateReport:
+    decision: Decision
+    smoke: SmokeReport
+    canary: CanaryReport
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+    elapsed_s: float | None = None
+
+    @property
+    def caught_by(self) -> list[str]:
+        """Names of the checks that failed (``accuracy`` for the non-inferiority test)."""
+        names = [c.name for c in self.smoke.failed]
+        names += [c.name for c in self.canary.checks if not c.passed]
+        if (
+            self.canary.ran
+            and self.canary.upper_bound is not None
+            and self.canary.max_accuracy_drop is not None
+            and self.canary.upper_bound > self.canary.max_accuracy_drop
+        ):
+            names.append("accuracy")
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "decision": str(self.decision),
+            "smoke": self.smoke.to_dict(),
+            "canary": self.canary.to_dict(),
+            "reasons": list(self.reasons),
+            "caughtBy": self.caught_by,
+        }
+        if self.elapsed_s is not None:
+            out["elapsedSeconds"] = round(self.elapsed_s, 3)
+        return out

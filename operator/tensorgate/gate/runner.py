@@ -1,0 +1,149 @@
+"""The whole gate: smoke inference on the candidate, then the canary comparison.
+
+``run_gate`` is what the operator's SmokeTesting/Evaluating phases and ``tensorgate gate`` call.
+It is handed two ``ModelClient``s and never picks a transport itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tensorgate.api.spec import (
+    AnalysisSpec,
+    ContractSpec,
+    GoldenSetSpec,
+    ModelDeploymentSpec,
+    SmokeSpec,
+)
+from tensorgate.errors import ConfigError
+from tensorgate.gate.canary import compare
+from tensorgate.gate.golden import GoldenSet
+from tensorgate.gate.report import CanaryReport, Decision, GateReport
+from tensorgate.gate.smoke import run_smoke
+from tensorgate.serving.base import ModelClient
+
+__all__ = ["GateConfig", "Progress", "run_gate"]
+
+
+class Progress:
+    """Progress callbacks (no-ops by default): ``stage(name, total)`` then ``advance(k)``."""
+
+    def stage(self, name: str, total: int) -> None:
+        """A stage that will process ``total`` samples begins."""
+
+    def advance(self, count: int) -> None:
+        """``count`` more samples are done."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Everything the gate needs from the spec (see ``GateConfig.from_spec``)."""
+
+    contract: ContractSpec
+    smoke: SmokeSpec = field(default_factory=SmokeSpec)
+    max_accuracy_drop: float = 0.02
+    confidence: float = 0.95
+    prediction_output: str | None = None
+    parity_tolerance: float = 1e-3
+
+    @classmethod
+    def from_spec(cls, spec: ModelDeploymentSpec) -> GateConfig:
+        return cls(
+            contract=spec.contract,
+            smoke=spec.smoke,
+            max_accuracy_drop=spec.analysis.max_accuracy_drop,
+            confidence=spec.analysis.confidence,
+            prediction_output=spec.prediction_output,
+            parity_tolerance=spec.golden_set.parity_tolerance if spec.golden_set else 1e-3,
+        )
+
+    @classmethod
+    def build(
+        cls,
+        contract: ContractSpec,
+        *,
+        smoke: SmokeSpec | None = None,
+        analysis: AnalysisSpec | None = None,
+        golden_set: GoldenSetSpec | None = None,
+    ) -> GateConfig:
+        analysis = analysis or AnalysisSpec()
+        output = golden_set.output if golden_set else None
+        if output is not None and output not in contract.outputs:
+            raise ConfigError(f"goldenSet.output {output!r} is not a contract output")
+        return cls(
+            contract=contract,
+            smoke=smoke or SmokeSpec(),
+            max_accuracy_drop=analysis.max_accuracy_drop,
+            confidence=analysis.confidence,
+            prediction_output=output,
+            parity_tolerance=golden_set.parity_tolerance if golden_set else 1e-3,
+        )
+
+    @property
+    def output_name(self) -> str:
+        return self.prediction_output or next(iter(self.contract.outputs))
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _canary_reason(canary: CanaryReport) -> str:
+    bound, limit = canary.upper_bound, canary.max_accuracy_drop
+    relation = "<=" if canary.passed else ">"
+    return (
+        f"accuracy drop upper bound {_fmt(bound)} {relation} maxAccuracyDrop {limit} "
+        f"(stable {_fmt(canary.stable_accuracy)}, candidate {_fmt(canary.candidate_accuracy)}, "
+        f"n={canary.samples}, confidence {canary.confidence})"
+    )
+
+
+async def run_gate(
+    stable: ModelClient,
+    candidate: ModelClient,
+    golden: GoldenSet,
+    config: GateConfig,
+    *,
+    progress: Progress | None = None,
+) -> GateReport:
+    """Smoke-test the candidate; when it passes, compare it with the stable model."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    progress.stage("smoke: candidate", golden.size)
+    smoke_result = await run_smoke(
+        candidate,
+        config.contract,
+        config.smoke,
+        golden,
+        parity_tolerance=config.parity_tolerance,
+        on_progress=progress.advance,
+    )
+    smoke = smoke_result.report
+    if not smoke.passed:
+        reasons = tuple(f"smoke check {c.name} failed: {c.message}" for c in smoke.failed)
+        return GateReport(
+            Decision.ROLLBACK,
+            smoke,
+            CanaryReport(ran=False),
+            reasons,
+            time.perf_counter() - started,
+        )
+    output = config.output_name
+    progress.stage("canary: stable", golden.size)
+    canary = await compare(
+        stable,
+        candidate,
+        golden,
+        prediction_output=output,
+        output_spec=config.contract.outputs[output],
+        max_accuracy_drop=config.max_accuracy_drop,
+        confidence=config.confidence,
+        candidate_outputs=smoke_result.golden_outputs,
+        on_progress=progress.advance,
+    )
+    reasons = [f"canary check {c.name} failed: {c.message}" for c in canary.checks if not c.passed]
+    reasons.append(_canary_reason(canary))
+    decision = Decision.PROMOTE if canary.passed else Decision.ROLLBACK
+    return GateReport(decision, smoke, canary, tuple(reasons), time.perf_counter() - started)

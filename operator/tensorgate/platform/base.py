@@ -1,0 +1,36 @@
+"""The edges where models run and where traffic goes: one Protocol each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
+from tensorgate.engine.rollout import TrackObservation
+
+Body = Mapping[str, Any]
+
+
+class Platform(Protocol):
+    """Runs serving tracks (Kubernetes Deployments, or local processes)."""
+
+    async def apply_track(
+        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+    ) -> None:
+        """Create or update a track so it serves ``model`` on ``replicas`` servers."""
+
+    async def delete_track(self, body: Body, track: str) -> None:
+        """Remove a track (no error when it is already gone)."""
+
+    async def observe(self, body: Body, track: str) -> TrackObservation:
+        """Readiness, version and scheduling problems of a track."""
+
+    async def endpoints(self, body: Body, track: str) -> list[str]:
+        """``host:port`` REST addresses of a track's ready servers."""
+
+
+class TrafficRouter(Protocol):
+    """Splits user traffic between the stable and canary tracks."""
+
+    async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
+        """Send ``weight`` percent of user requests to the canary track."""

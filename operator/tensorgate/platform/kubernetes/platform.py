@@ -1,0 +1,135 @@
+"""Kubernetes: serving tracks as Deployments, endpoints from EndpointSlices, two routers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
+from tensorgate.engine.rollout import TrackObservation
+from tensorgate.platform.base import Body
+from tensorgate.platform.kubernetes import manifests as m
+from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
+
+
+def _ns(body: Body) -> str:
+    return str(body["metadata"].get("namespace", "default"))
+
+
+def _track(track: str) -> m.Track:
+    if track not in m.TRACKS:
+        raise ValueError(f"unknown track {track!r}")
+    return track  # type: ignore[return-value]
+
+
+class KubernetesPlatform:
+    """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self._kube = client
+
+    async def _ensure_config(self, body: Body, model: ModelRef) -> None:
+        """Add the model's pinned config to the ConfigMap; keys of other versions stay."""
+        desired = m.serving_config_map(body, [model])
+        path = object_path(desired)
+        live = await self._kube.get(path)
+        if live is None:
+            await self._kube.apply(desired)
+            return
+        data = live.get("data") or {}
+        missing = {k: v for k, v in desired["data"].items() if data.get(k) != v}
+        if missing:
+            await self._kube.patch(path, {"data": missing})
+
+    async def apply_track(
+        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+    ) -> None:
+        await self._ensure_config(body, model)
+        for svc in (m.service(body), m.service(body, "stable"), m.service(body, "canary")):
+            await self._apply_service(svc)
+        await self._kube.apply(m.deployment(body, spec, _track(track), model=model,
+                                            replicas=replicas))
+
+    async def _apply_service(self, svc: dict[str, Any]) -> None:
+        # The shared Service's selector belongs to the router: create it, never reset it.
+        if await self._kube.get(object_path(svc)) is None:
+            await self._kube.apply(svc)
+
+    async def delete_track(self, body: Body, track: str) -> None:
+        name = m.deployment_name(body["metadata"]["name"], _track(track))
+        await self._kube.delete(f"{collection_path('apps/v1', 'Deployment', _ns(body))}/{name}")
+
+    async def observe(self, body: Body, track: str) -> TrackObservation:
+        name = body["metadata"]["name"]
+        base = collection_path("apps/v1", "Deployment", _ns(body))
+        dep = await self._kube.get(f"{base}/{m.deployment_name(name, _track(track))}")
+        if dep is None:
+            return TrackObservation()
+        spec, status = dep.get("spec") or {}, dep.get("status") or {}
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        fresh = (status.get("observedGeneration") or 0) >= (dep["metadata"].get("generation") or 0)
+        obs = TrackObservation(
+            exists=True,
+            version=labels.get(m.LABEL_VERSION),
+            desired=int(spec.get("replicas", 1)),
+            ready=int(status.get("readyReplicas") or 0) if fresh else 0,
+            updated=int(status.get("updatedReplicas") or 0) if fresh else 0,
+        )
+        if obs.is_ready:
+            return obs
+        return TrackObservation(**{**obs.__dict__, "unschedulable": await self._unschedulable(
+            body, track)})
+
+    async def _unschedulable(self, body: Body, track: str) -> str | None:
+        selector = ",".join(f"{k}={v}" for k, v in m.selector_labels(
+            body["metadata"]["name"], _track(track)).items())
+        pods = await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector)
+        for pod in pods:
+            for cond in (pod.get("status") or {}).get("conditions") or []:
+                if (cond.get("type"), cond.get("status")) == ("PodScheduled", "False"):
+                    return f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}"
+        return None
+
+    async def endpoints(self, body: Body, track: str) -> list[str]:
+        service = m.track_service_name(body["metadata"]["name"], _track(track))
+        slices = await self._kube.list(
+            collection_path("discovery.k8s.io/v1", "EndpointSlice", _ns(body)),
+            f"kubernetes.io/service-name={service}",
+        )
+        found: list[str] = []
+        for es in slices:
+            port = next((p.get("port") for p in es.get("ports") or []
+                         if p.get("name") == "http"), m.REST_PORT)
+            for ep in es.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready", True):
+                    found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
+        return sorted(set(found))
+
+
+class ReplicaRouter:
+    """One Service for users; weight 0 selects only stable pods, any other weight selects
+    both tracks and the split follows the tracks' replica counts."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self._kube = client
+
+    async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
+        svc = m.service(body)
+        path = object_path(svc)
+        live = await self._kube.get(path)
+        if live is None:
+            await self._kube.apply(svc)
+            live = svc
+        selector = (live.get("spec") or {}).get("selector") or {}
+        want_track = "stable" if weight == 0 else ("canary" if weight >= 100 else None)
+        if selector.get(m.LABEL_TRACK) != want_track:
+            await self._kube.patch(path, {"spec": {"selector": {m.LABEL_TRACK: want_track}}})
+
+
+class GatewayRouter:
+    """An HTTPRoute with weighted backendRefs to the per-track Services (Gateway API)."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self._kube = client
+
+    async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
+        await self._kube.apply(m.http_route(body, spec, weight))

@@ -1,0 +1,72 @@
+"""Start the kopf operator with TensorGate's handlers and dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from tensorgate.handlers import OperatorMemo, SystemClock, register
+from tensorgate.platform.base import TrafficRouter
+from tensorgate.platform.kubernetes.client import KubeClient
+from tensorgate.platform.kubernetes.platform import (
+    GatewayRouter,
+    KubernetesPlatform,
+    ReplicaRouter,
+)
+from tensorgate.reconcile import Checker, Reconciler
+from tensorgate.settings import Settings
+
+
+def build_reconciler(
+    client: KubeClient, settings: Settings, checker: Checker | None = None
+) -> Reconciler:
+    """Wire the Kubernetes edges into a Reconciler."""
+    from tensorgate.checks import ClusterChecker
+
+    platform = KubernetesPlatform(client)
+    routers: dict[str, TrafficRouter] = {
+        "replicas": ReplicaRouter(client),
+        "gateway-api": GatewayRouter(client),
+    }
+    return Reconciler(
+        platform, routers, checker or ClusterChecker(platform, settings), SystemClock()
+    )
+
+
+def make_memo(settings: Settings, **state: Any) -> OperatorMemo:
+    return OperatorMemo(settings=settings, make_reconciler=build_reconciler, state=dict(state))
+
+
+async def run_operator(
+    settings: Settings,
+    *,
+    memo: OperatorMemo | None = None,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run until ``stop_flag`` is set (or forever)."""
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+    await kopf.operator(
+        registry=registry,
+        memo=memo or make_memo(settings),
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=settings.peering is None,
+        peering_name=settings.peering,
+        liveness_endpoint=settings.liveness_endpoint,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    if settings.log_format == "json":
+        kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON)
+    else:
+        kopf.configure(verbose=False, log_format=kopf.LogFormat.PLAIN)
+    logging.getLogger().setLevel(level)

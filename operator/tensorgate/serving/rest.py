@@ -1,0 +1,248 @@
+"""``ModelClient`` over TF Serving's REST API (httpx; no TensorFlow import).
+
+URLs: ``GET /v1/models/<name>[/versions/<v>]`` (status), ``GET .../metadata`` and
+``POST ...:predict``. Predict bodies use the columnar ``inputs`` format by default, or the row
+``instances`` format (``request_format="instances"``); both answers (``outputs`` and
+``predictions``) are decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from tensorgate.errors import ServingError
+from tensorgate.serving.base import (
+    TF_DTYPES,
+    ClientOptions,
+    ModelMetadata,
+    ModelStatus,
+    ModelVersionStatus,
+    ServingRejectedError,
+    Signature,
+    TensorInfo,
+    TransientServingError,
+    VersionState,
+    numpy_dtype,
+    with_retries,
+)
+
+__all__ = ["RestModelClient", "parse_metadata"]
+
+RequestFormat = Literal["inputs", "instances"]
+
+_TRANSIENT_HTTP = {408, 429, 502, 503, 504}
+_HTTP_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+}
+
+
+def _tensor_info(raw: Mapping[str, Any]) -> TensorInfo:
+    dtype = TF_DTYPES.get(str(raw.get("dtype", "")), str(raw.get("dtype", "unknown")).lower())
+    shape_raw = raw.get("tensor_shape") or {}
+    if shape_raw.get("unknown_rank"):
+        return TensorInfo(dtype=dtype, shape=None)
+    dims = tuple(int(d.get("size", -1)) for d in shape_raw.get("dim", []))
+    return TensorInfo(dtype=dtype, shape=dims)
+
+
+def parse_metadata(body: Mapping[str, Any], model_name: str) -> ModelMetadata:
+    """Decode TF Serving's ``/metadata`` JSON answer."""
+    try:
+        spec = body.get("model_spec") or {}
+        version = spec.get("version")
+        defs = body["metadata"]["signature_def"]["signature_def"]
+        signatures = {
+            name: Signature(
+                name=name,
+                inputs={k: _tensor_info(v) for k, v in (sig.get("inputs") or {}).items()},
+                outputs={k: _tensor_info(v) for k, v in (sig.get("outputs") or {}).items()},
+            )
+            for name, sig in defs.items()
+        }
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ServingError(f"model {model_name}: unreadable metadata answer ({exc})") from exc
+    return ModelMetadata(
+        model_name=str(spec.get("name", model_name)),
+        version=int(version) if version not in (None, "") else None,
+        signatures=signatures,
+    )
+
+
+def _encode(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in "SO":
+        return [x.decode() if isinstance(x, bytes) else x for x in arr.ravel().tolist()]
+    return arr.tolist()
+
+
+def _decode(value: Any, info: TensorInfo | None) -> np.ndarray:
+    if info is not None and info.dtype != "unknown":
+        try:
+            return np.asarray(value, dtype=numpy_dtype(info.dtype))
+        except (TypeError, ValueError):
+            pass
+    return np.asarray(value)
+
+
+class RestModelClient:
+    """TF Serving REST client for one model, optional pinned version, one signature."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str,
+        *,
+        version: int | None = None,
+        signature_name: str = "serving_default",
+        options: ClientOptions | None = None,
+        request_format: RequestFormat = "inputs",
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._options = options or ClientOptions()
+        self.model_name = model_name
+        self.version = version
+        self.signature_name = signature_name
+        self.request_format: RequestFormat = request_format
+        self.base_url = base_url.rstrip("/")
+        self._path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version else "")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=self._options.timeout_s,
+            transport=transport,
+            limits=httpx.Limits(max_connections=self._options.concurrency * 2),
+        )
+        self._limit = asyncio.Semaphore(self._options.concurrency)
+        self._signature: Signature | None = None
+
+    def __repr__(self) -> str:
+        return f"RestModelClient({self.base_url}{self._path})"
+
+    @property
+    def options(self) -> ClientOptions:
+        return self._options
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        what = f"REST {method} {self.base_url}{path}"
+
+        async def attempt() -> Any:
+            async with self._limit:
+                try:
+                    if body is None:
+                        resp = await self._http.request(method, path)
+                    else:
+                        content = json.dumps(body).encode()
+                        resp = await self._http.request(
+                            method,
+                            path,
+                            content=content,
+                            headers={"content-type": "application/json"},
+                        )
+                except httpx.TimeoutException as exc:
+                    raise TransientServingError(
+                        f"timed out after {self._options.timeout_s}s"
+                    ) from exc
+                except httpx.TransportError as exc:
+                    raise TransientServingError(f"{type(exc).__name__}: {exc}") from exc
+            if resp.status_code in _TRANSIENT_HTTP:
+                raise TransientServingError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            try:
+                payload = json.loads(resp.content)
+            except ValueError as exc:
+                if resp.is_success:
+                    raise ServingError(f"{what}: answer is not JSON") from exc
+                payload = {"error": resp.text[:500]}
+            if not resp.is_success:
+                message = payload.get("error") if isinstance(payload, dict) else None
+                code = _HTTP_CODES.get(resp.status_code, "UNKNOWN")
+                raise ServingRejectedError(
+                    f"{what}: HTTP {resp.status_code}: {message or resp.text[:500]}", code
+                )
+            return payload
+
+        return await with_retries(attempt, options=self._options, what=what)
+
+    async def metadata(self) -> ModelMetadata:
+        body = await self._call("GET", f"{self._path}/metadata")
+        meta = parse_metadata(body, self.model_name)
+        self._signature = meta.signatures.get(self.signature_name)
+        return meta
+
+    async def _served_signature(self) -> Signature | None:
+        if self._signature is None:
+            try:
+                await self.metadata()
+            except ServingRejectedError:
+                return None
+        return self._signature
+
+    async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        signature = await self._served_signature()
+        if self.request_format == "instances":
+            names = list(inputs)
+            batch = len(next(iter(inputs.values())))
+            if len(names) == 1:
+                instances: list[Any] = _encode(np.asarray(inputs[names[0]]))
+            else:
+                cols = {n: _encode(np.asarray(inputs[n])) for n in names}
+                instances = [{n: cols[n][i] for n in names} for i in range(batch)]
+            body: dict[str, Any] = {"signature_name": self.signature_name, "instances": instances}
+        else:
+            body = {
+                "signature_name": self.signature_name,
+                "inputs": {n: _encode(np.asarray(a)) for n, a in inputs.items()},
+            }
+        answer = await self._call("POST", f"{self._path}:predict", body)
+        outputs_info = dict(signature.outputs) if signature else {}
+        return self._decode_answer(answer, outputs_info)
+
+    def _decode_answer(
+        self, answer: Any, outputs_info: Mapping[str, TensorInfo]
+    ) -> dict[str, np.ndarray]:
+        single = next(iter(outputs_info)) if len(outputs_info) == 1 else None
+        if not isinstance(answer, dict):
+            raise ServingError(f"model {self.model_name}: predict answer is not an object")
+        if "outputs" in answer:
+            out = answer["outputs"]
+            if isinstance(out, dict):
+                return {k: _decode(v, outputs_info.get(k)) for k, v in out.items()}
+            name = single or "outputs"
+            return {name: _decode(out, outputs_info.get(name))}
+        if "predictions" in answer:
+            rows = answer["predictions"]
+            if rows and isinstance(rows[0], dict):
+                keys = list(rows[0])
+                return {k: _decode([r[k] for r in rows], outputs_info.get(k)) for k in keys}
+            name = single or "predictions"
+            return {name: _decode(rows, outputs_info.get(name))}
+        raise ServingError(f"model {self.model_name}: predict answer has no outputs/predictions")
+
+    async def status(self) -> ModelStatus:
+        body = await self._call("GET", self._path)
+        try:
+            versions = tuple(
+                ModelVersionStatus(
+                    version=int(v["version"]),
+                    state=VersionState(v.get("state", "UNKNOWN")),
+                    error_code=str((v.get("status") or {}).get("error_code", "OK")),
+                    error_message=str((v.get("status") or {}).get("error_message", "")),
+                )
+                for v in body["model_version_status"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServingError(f"model {self.model_name}: unreadable status answer") from exc
+        return ModelStatus(versions=versions)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

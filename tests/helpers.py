@@ -1,0 +1,59 @@
+"""Shared test helpers: polling with a deadline, and failing (never skipping) in CI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(condition: bool, what: str, fix: str) -> None:
+    """A missing component fails the test in CI and skips it on a laptop (with the fix)."""
+    if condition:
+        return
+    message = f"{what} is missing: {fix}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout_s: float = 30.0,
+    every_s: float = 0.1,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail with what was last seen."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(every_s)
+
+
+def wait_sync(
+    probe: Callable[[], T | None], *, timeout_s: float = 30.0, every_s: float = 0.1,
+    what: str = "condition",
+) -> T:
+    """Synchronous ``eventually``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
