@@ -40,7 +40,8 @@ def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
     """Parse every document; on any problem print all field errors and exit 2."""
-    docs, problems = [], []
+    docs: list[dict[str, Any]] = []
+    problems: list[str] = []
     try:
         for where, doc in read_documents(paths):
             try:

@@ -67,10 +67,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         # kopf's own bookkeeping lives in annotations under our prefix, never in status.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=GROUP)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration")
+            prefix=GROUP, key="last-handled-configuration"
+        )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
@@ -87,9 +87,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         """Read the object fresh (kopf's body may lag), reconcile, write status once."""
         reconciler: Reconciler = memo.state["reconciler"]
         client: KubeClient = memo.state["client"]
-        path = object_path({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                            "metadata": {"name": body.metadata.name,
-                                         "namespace": body.metadata.namespace}})
+        path = object_path(
+            {
+                "apiVersion": body["apiVersion"],
+                "kind": body["kind"],
+                "metadata": {"name": body.metadata.name, "namespace": body.metadata.namespace},
+            }
+        )
         async with memo.lock(body.metadata.uid or body.metadata.name):
             try:
                 fresh = await client.get(path)
@@ -115,24 +119,30 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         """In-cluster ServiceAccount first, then the kubeconfig; tests may preset one."""
         info: kopf.ConnectionInfo | None = memo.state.get("connection")
         if info is None:
-            info = (kopf.login_with_service_account(**kwargs)
-                    or kopf.login_with_kubeconfig(**kwargs))
+            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         memo.state["connection"] = info
         return info
 
     @kopf.on.resume(*resource, registry=registry, id="resume")
     @kopf.on.create(*resource, registry=registry, id="create")
     @kopf.on.update(*resource, registry=registry, id="update")
-    async def on_change(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any,
-                        **_: Any) -> None:
+    async def on_change(
+        body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any
+    ) -> None:
         await ensure_reconciler(memo)
         await tick(body, patch, memo, logger)
 
-    @kopf.timer(*resource, registry=registry, id="reconcile",
-                interval=settings.reconcile_interval_s, initial_delay=1.0,
-                sharp=False)
-    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any,
-                       **_: Any) -> None:
+    @kopf.timer(
+        *resource,
+        registry=registry,
+        id="reconcile",
+        interval=settings.reconcile_interval_s,
+        initial_delay=1.0,
+        sharp=False,
+    )
+    async def on_timer(
+        body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any
+    ) -> None:
         await ensure_reconciler(memo)
         await tick(body, patch, memo, logger)
 
@@ -140,7 +150,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 async def ensure_reconciler(memo: Any) -> None:
     if "reconciler" not in memo.state:
         conn = memo.state["connection"]
-        client = KubeClient(conn, timeout_s=memo.settings.request_timeout_s,
-                            retries=memo.settings.retries)
+        client = KubeClient(
+            conn, timeout_s=memo.settings.request_timeout_s, retries=memo.settings.retries
+        )
         memo.state["client"] = client
         memo.state["reconciler"] = memo.make_reconciler(client, memo.settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
@@ -45,9 +45,7 @@ class Checker(Protocol):
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
         """Smoke inference against a track; returns gate status with smoke fields set."""
 
-    async def compare(
-        self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus
-    ) -> GateStatus:
+    async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
         """Golden-set comparison of stable vs canary; returns the completed gate status."""
 
     async def analyse(
@@ -79,16 +77,35 @@ def invalid_spec_status(
     message = "invalid spec: " + "; ".join(exc.errors)
     changes = (
         ConditionChange(ConditionType.READY, False, Reason.INVALID_SPEC, message, generation),
-        ConditionChange(ConditionType.PROGRESSING, False, Reason.INVALID_SPEC, message,
-                        generation),
+        ConditionChange(ConditionType.PROGRESSING, False, Reason.INVALID_SPEC, message, generation),
     )
     phase = status.phase if status.stable_model is not None else Phase.FAILED
-    return status.model_copy(update={
-        "phase": phase,
-        "message": message,
-        "observed_generation": generation,
-        "conditions": merge_conditions(status.conditions, changes, now),
-    })
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "message": message,
+            "observed_generation": generation,
+            "conditions": merge_conditions(status.conditions, changes, now),
+        }
+    )
+
+
+def _note_edge_error(
+    status: ModelDeploymentStatus, result: object, what: str
+) -> ModelDeploymentStatus:
+    """Say in status that a check could not run (it is retried; not a verdict)."""
+    if not isinstance(result, EdgeError):
+        return status
+    message = f"{what} could not run, retrying: {result}"
+    change = ConditionChange(
+        ConditionType.PROGRESSING, True, Reason.EDGE_ERROR, message, status.observed_generation or 0
+    )
+    return status.model_copy(
+        update={
+            "message": message,
+            "conditions": merge_conditions(status.conditions, [change], datetime.now(UTC)),
+        }
+    )
 
 
 class Reconciler:
@@ -115,10 +132,10 @@ class Reconciler:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
             new = invalid_spec_status(status, exc, generation, now)
-            events = []
+            notes: list[Event] = []
             if (status.message or "") != new.message:
-                events.append(Event(Reason.INVALID_SPEC, new.message or "", warning=True))
-            return Outcome(new.to_dict(), events, None)
+                notes.append(Event(Reason.INVALID_SPEC, new.message or "", warning=True))
+            return Outcome(new.to_dict(), notes, None)
 
         command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
         events: list[Event] = []
@@ -147,14 +164,18 @@ class Reconciler:
         self, body: Body, spec: ModelDeploymentSpec, d: Decision
     ) -> tuple[ModelDeploymentStatus, bool]:
         """Run the effects in order; True when a check could not run (retried next tick)."""
-        status = d.status.model_copy(update={
-            "conditions": merge_conditions(d.status.conditions, d.conditions, self._clock.now())
-        })
+        status = d.status.model_copy(
+            update={
+                "conditions": merge_conditions(d.status.conditions, d.conditions, self._clock.now())
+            }
+        )
         before = status
         for effect in d.effects:
             status = await self._run(body, spec, status, effect)
         edge_failed = d.runs_check and (status.gate, status.checks_step) == (
-            before.gate, before.checks_step)
+            before.gate,
+            before.checks_step,
+        )
         return status, edge_failed
 
     async def _run(
@@ -169,20 +190,28 @@ class Reconciler:
                 await self._routers[spec.traffic.router].route(body, spec, weight)
             case RunSmoke(track=track):
                 gate = await self._guard(self._checker.smoke(body, spec, track), "smoke")
+                status = _note_edge_error(status, gate, "smoke inference")
                 if isinstance(gate, GateStatus):
                     base = status.gate or GateStatus()
-                    merged = base.model_copy(update={
-                        "smoke": gate.smoke, "smoke_passed": gate.smoke_passed,
-                        "reasons": gate.reasons})
+                    merged = base.model_copy(
+                        update={
+                            "smoke": gate.smoke,
+                            "smoke_passed": gate.smoke_passed,
+                            "reasons": gate.reasons,
+                        }
+                    )
                     status = status.model_copy(update={"gate": merged})
             case RunComparison():
                 gate = await self._guard(
-                    self._checker.compare(body, spec, status.gate or GateStatus()), "compare")
+                    self._checker.compare(body, spec, status.gate or GateStatus()), "compare"
+                )
+                status = _note_edge_error(status, gate, "golden-set comparison")
                 if isinstance(gate, GateStatus):
                     status = status.model_copy(update={"gate": gate})
             case RunAnalysis(step=step):
                 weight = spec.analysis.steps[step]
                 results = await self._guard(self._checker.analyse(body, spec, weight), "analyse")
+                status = _note_edge_error(status, results, "metric analysis")
                 if isinstance(results, list):
                     status = record_check_results(status, step, results)
         return status
@@ -193,4 +222,4 @@ class Reconciler:
             return await call
         except EdgeError as exc:
             logger.warning("%s failed, will retry: %s", what, exc)
-            return None
+            return exc

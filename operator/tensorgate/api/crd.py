@@ -55,7 +55,11 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         out[key] = _resolve(value, defs)
     if out.get("x-kubernetes-int-or-string"):
         out.pop("type", None)
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and "additionalProperties" not in out
+    ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     if out.get("additionalProperties") is True:
         out.pop("additionalProperties")

@@ -43,7 +43,6 @@ class Reason(StrEnum):
     PROMOTED = "Promoted"
     ROLLED_BACK = "RolledBack"
     PAUSED = "Paused"
-    RESUMED = "Resumed"
     ABORTED = "Aborted"
     SUPERSEDED = "Superseded"
     EDGE_ERROR = "EdgeError"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from tensorgate.errors import SpecError
 
@@ -40,8 +42,8 @@ def parse_duration_s(text: str) -> float:
     return sum(float(n) * _DURATION_UNITS_S[u] for n, u in _DURATION_PART.findall(text))
 
 
-def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    out = {"rule": rule, "message": message}
+def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    out: JsonDict = {"rule": rule, "message": message}
     if field_path:
         out["fieldPath"] = field_path
     return out
@@ -149,9 +151,7 @@ class Toleration(_Model):
     )
 
 
-Quantity = Annotated[
-    int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})
-]
+Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 
 class ResourceRequirements(_Model):
@@ -417,7 +417,7 @@ class AnalysisSpec(_Model):
     def _steps(cls, steps: list[int]) -> list[int]:
         if steps[-1] != 100:
             raise ValueError(f"must end at 100 (got {steps[-1]})")
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(steps)):
             raise ValueError(f"must be strictly increasing (got {steps})")
         return steps
 

@@ -19,7 +19,8 @@ class ConditionChange:
 
 
 def merge_conditions(
-    current: list[Condition], changes: tuple[ConditionChange, ...] | list[ConditionChange],
+    current: list[Condition],
+    changes: tuple[ConditionChange, ...] | list[ConditionChange],
     now: datetime,
 ) -> list[Condition]:
     """Apply ``changes`` to ``current``; keep order Ready, Progressing, Degraded."""

@@ -55,8 +55,11 @@ class TrackObservation:
 
     @property
     def is_ready(self) -> bool:
-        return self.exists and self.desired > 0 and self.ready >= self.desired and (
-            self.updated >= self.desired
+        return (
+            self.exists
+            and self.desired > 0
+            and self.ready >= self.desired
+            and (self.updated >= self.desired)
         )
 
 
@@ -211,7 +214,7 @@ def _enter(
 
 def decide(status: ModelDeploymentStatus, obs: Observations) -> Decision:
     """The one decision for this tick."""
-    spec, gen, now = obs.spec, obs.generation, obs.now
+    spec, gen = obs.spec, obs.generation
     stable = _stable_ref(status)
     status = status.model_copy(update={"observed_generation": gen})
 
@@ -221,17 +224,32 @@ def decide(status: ModelDeploymentStatus, obs: Observations) -> Decision:
     if _same_model(stable, spec.model):
         if status.phase in IN_FLIGHT and status.canary_version is not None:
             # The spec went back to the stable model during a rollout: drop the canary.
-            return _end_rollout(status, obs, Phase.PROMOTED, "Superseded",
-                                Reason.SUPERSEDED, f"rollout of {status.canary_version} "
-                                f"superseded: spec is back at stable {stable.version}")
+            return _end_rollout(
+                status,
+                obs,
+                Phase.PROMOTED,
+                "Superseded",
+                Reason.SUPERSEDED,
+                f"rollout of {status.canary_version} "
+                f"superseded: spec is back at stable {stable.version}",
+            )
         return _steady(status, obs, stable)
 
     # The spec names a model that is not the stable one: a rollout.
-    if status.canary_version is not None and status.canary_version != spec.model.version:
-        if status.phase in IN_FLIGHT:
-            return _end_rollout(status, obs, Phase.DEPLOYING, "Superseded", Reason.SUPERSEDED,
-                                f"rollout of {status.canary_version} superseded by "
-                                f"{spec.model.version}", restart=True)
+    if (
+        status.canary_version is not None
+        and status.canary_version != spec.model.version
+        and status.phase in IN_FLIGHT
+    ):
+        return _end_rollout(
+            status,
+            obs,
+            Phase.DEPLOYING,
+            "Superseded",
+            Reason.SUPERSEDED,
+            f"rollout of {status.canary_version} superseded by {spec.model.version}",
+            restart=True,
+        )
     if status.phase in {Phase.ROLLED_BACK, Phase.FAILED} and (
         status.canary_version == spec.model.version
     ):
@@ -253,8 +271,7 @@ def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
             Event(Reason.DEPLOYING, f"deploying version {model.version}"),
             (
                 _ready(Reason.DEPLOYING, f"waiting for version {model.version}", gen, ok=False),
-                _progressing(Reason.DEPLOYING, f"deploying version {model.version}", gen,
-                             on=True),
+                _progressing(Reason.DEPLOYING, f"deploying version {model.version}", gen, on=True),
             ),
             POLL_S,
         )
@@ -297,14 +314,23 @@ def _wait_ready(
         message = progress
         changes = (_progressing(Reason.DEPLOYING, message, gen, on=True),)
     if name == "canary" and waited > timeout_s:
-        return _fail(status, obs, Reason.READINESS_TIMEOUT,
-                     f"canary not ready after {waited:.0f}s > readinessTimeout "
-                     f"{timeout_s:.0f}s ({message})")
+        return _fail(
+            status,
+            obs,
+            Reason.READINESS_TIMEOUT,
+            f"canary not ready after {waited:.0f}s > readinessTimeout {timeout_s:.0f}s ({message})",
+        )
     status = status.model_copy(update={"message": message})
     if name == "stable" and status.stable_model is None:
-        changes = (*changes, _ready(
-            Reason.UNSCHEDULABLE if track.unschedulable else Reason.DEPLOYING, message, gen,
-            ok=False))
+        changes = (
+            *changes,
+            _ready(
+                Reason.UNSCHEDULABLE if track.unschedulable else Reason.DEPLOYING,
+                message,
+                gen,
+                ok=False,
+            ),
+        )
     return Decision(status, (apply,), None, changes, POLL_S)
 
 
@@ -325,7 +351,7 @@ def _steady(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) 
         status = _enter(status, Phase.PROMOTED, obs.now)
     if obs.stable.is_ready:
         message = f"version {stable.version} serving on {obs.stable.ready} pod(s)"
-        conds = (
+        conds: tuple[ConditionChange, ...] = (
             _ready(Reason.AVAILABLE, message, gen, ok=True),
             _progressing(Reason.AVAILABLE, message, gen, on=False),
         )
@@ -367,10 +393,16 @@ def _start_rollout(status: ModelDeploymentStatus, obs: Observations) -> Decision
     )
     return Decision(
         status,
-        (ApplyTrack("stable", stable, spec.serving.replicas),
-         ApplyTrack("canary", spec.model, 1), Route(0)),
-        Event(Reason.DEPLOYING, f"rollout of {version} started (stable {stable.version}); "
-              "canary receives no traffic until it passes smoke and golden-set checks"),
+        (
+            ApplyTrack("stable", stable, spec.serving.replicas),
+            ApplyTrack("canary", spec.model, 1),
+            Route(0),
+        ),
+        Event(
+            Reason.DEPLOYING,
+            f"rollout of {version} started (stable {stable.version}); "
+            "canary receives no traffic until it passes smoke and golden-set checks",
+        ),
         (_progressing(Reason.DEPLOYING, f"deploying canary {version}", gen, on=True),),
         POLL_S,
     )
@@ -395,12 +427,15 @@ def _advance(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef)
 
     if status.phase == Phase.DEPLOYING:
         if obs.canary.is_ready and obs.canary.version == version:
-            status = _enter(status, Phase.SMOKE_TESTING, now,
-                            message=f"smoke-testing canary {version}")
-            return Decision(status, (*keep, RunSmoke("canary")),
-                            Event(Reason.SMOKE_TESTING, f"canary {version} ready; smoke testing"),
-                            (_progressing(Reason.SMOKE_TESTING, f"smoke-testing {version}", gen,
-                                          on=True),))
+            status = _enter(
+                status, Phase.SMOKE_TESTING, now, message=f"smoke-testing canary {version}"
+            )
+            return Decision(
+                status,
+                (*keep, RunSmoke("canary")),
+                Event(Reason.SMOKE_TESTING, f"canary {version} ready; smoke testing"),
+                (_progressing(Reason.SMOKE_TESTING, f"smoke-testing {version}", gen, on=True),),
+            )
         return _wait_ready(status, obs, obs.canary, "canary", keep[1])
 
     if status.phase == Phase.SMOKE_TESTING:
@@ -410,21 +445,38 @@ def _advance(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef)
             failed = "; ".join(c.message for c in gate.smoke if not c.passed) or "smoke failed"
             return _fail(status, obs, Reason.SMOKE_TEST_FAILED, failed)
         if spec.golden_set is None:
-            return _start_progress(status, obs, Reason.SMOKE_TEST_PASSED,
-                                   f"smoke passed ({len(gate.smoke)} checks); no golden set")
-        status = _enter(status, Phase.EVALUATING, now,
-                        message=f"scoring golden set on stable {stable.version} and {version}")
-        return Decision(status, (*keep, RunComparison()),
-                        Event(Reason.SMOKE_TEST_PASSED,
-                              f"smoke passed ({len(gate.smoke)} checks); scoring golden set"),
-                        (_progressing(Reason.EVALUATING, "scoring golden set", gen, on=True),))
+            return _start_progress(
+                status,
+                obs,
+                Reason.SMOKE_TEST_PASSED,
+                f"smoke passed ({len(gate.smoke)} checks); no golden set",
+            )
+        status = _enter(
+            status,
+            Phase.EVALUATING,
+            now,
+            message=f"scoring golden set on stable {stable.version} and {version}",
+        )
+        return Decision(
+            status,
+            (*keep, RunComparison()),
+            Event(
+                Reason.SMOKE_TEST_PASSED,
+                f"smoke passed ({len(gate.smoke)} checks); scoring golden set",
+            ),
+            (_progressing(Reason.EVALUATING, "scoring golden set", gen, on=True),),
+        )
 
     if status.phase == Phase.EVALUATING:
         if not gate.compared:
             return Decision(status, (*keep, RunComparison()))
         if gate.decision != "promote":
-            return _fail(status, obs, Reason.ACCURACY_GATE_FAILED,
-                         "; ".join(gate.reasons) or "accuracy gate failed")
+            return _fail(
+                status,
+                obs,
+                Reason.ACCURACY_GATE_FAILED,
+                "; ".join(gate.reasons) or "accuracy gate failed",
+            )
         return _start_progress(status, obs, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate))
 
     if status.phase == Phase.PROGRESSING:
@@ -446,10 +498,15 @@ def _advance(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef)
                 history=_history(status, "Promoted", "all checks passed", now),
                 message=f"version {version} promoted",
             )
-            return Decision(status, (new_stable, Route(0), DeleteCanary()),
-                            Event(Reason.PROMOTED, f"version {version} promoted "
-                                  f"(was {stable.version}); {_gate_numbers(gate)}"),
-                            _serving_conditions(f"version {version} promoted", gen))
+            return Decision(
+                status,
+                (new_stable, Route(0), DeleteCanary()),
+                Event(
+                    Reason.PROMOTED,
+                    f"version {version} promoted (was {stable.version}); {_gate_numbers(gate)}",
+                ),
+                _serving_conditions(f"version {version} promoted", gen),
+            )
         return Decision(status, (new_stable, keep[1], Route(100)), None, (), POLL_S)
 
     return Decision(status, keep, None, (), POLL_S)
@@ -469,15 +526,24 @@ def _start_progress(
 ) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
     weight = spec.analysis.steps[0]
-    status = _enter(status, Phase.PROGRESSING, now, current_step=0, canary_weight=weight,
-                    step_started_at=_ts(now), message=f"{message}; canary at {weight}%")
+    status = _enter(
+        status,
+        Phase.PROGRESSING,
+        now,
+        current_step=0,
+        canary_weight=weight,
+        step_started_at=_ts(now),
+        message=f"{message}; canary at {weight}%",
+    )
     stable = _stable_ref(status)
     assert stable is not None
     return Decision(
         status,
-        (ApplyTrack("stable", stable, spec.serving.replicas),
-         ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, weight)),
-         Route(weight)),
+        (
+            ApplyTrack("stable", stable, spec.serving.replicas),
+            ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, weight)),
+            Route(weight),
+        ),
         Event(reason, f"{message}; canary weight {weight}%"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {weight}%", gen, on=True),),
         parse_duration_s(spec.analysis.interval),
@@ -502,9 +568,13 @@ def _progress(
     if waited < interval_s:
         return Decision(status, effects, None, (), interval_s - waited)
     if spec.paused:
-        return Decision(status.model_copy(update={"message": f"paused at {weight}%"}), effects,
-                        None, (_progressing(Reason.PAUSED, f"paused at {weight}%", gen,
-                                            on=True),), POLL_S)
+        return Decision(
+            status.model_copy(update={"message": f"paused at {weight}%"}),
+            effects,
+            None,
+            (_progressing(Reason.PAUSED, f"paused at {weight}%", gen, on=True),),
+            POLL_S,
+        )
     if status.checks_step != step:
         return Decision(status, (*effects, RunAnalysis(step)))
     failed = [c for c in status.checks if not c.passed]
@@ -513,27 +583,50 @@ def _progress(
         limit = spec.analysis.failure_limit
         text = "; ".join(c.message for c in failed)
         if total >= limit:
-            return _fail(status.model_copy(update={"failed_checks": total}), obs,
-                         Reason.METRIC_CHECK_FAILED,
-                         f"{text} at {weight}% (failed {total} >= failureLimit {limit})")
-        status = status.model_copy(update={
-            "failed_checks": total, "checks_step": None, "step_started_at": _ts(now),
-            "message": f"{text} (failed {total} < failureLimit {limit}); retrying step"})
-        return Decision(status, effects,
-                        Event(Reason.METRIC_CHECK_FAILED,
-                              f"{text} (failed {total} < failureLimit {limit})", warning=True),
-                        (), interval_s)
+            return _fail(
+                status.model_copy(update={"failed_checks": total}),
+                obs,
+                Reason.METRIC_CHECK_FAILED,
+                f"{text} at {weight}% (failed {total} >= failureLimit {limit})",
+            )
+        status = status.model_copy(
+            update={
+                "failed_checks": total,
+                "checks_step": None,
+                "step_started_at": _ts(now),
+                "message": f"{text} (failed {total} < failureLimit {limit}); retrying step",
+            }
+        )
+        return Decision(
+            status,
+            effects,
+            Event(
+                Reason.METRIC_CHECK_FAILED,
+                f"{text} (failed {total} < failureLimit {limit})",
+                warning=True,
+            ),
+            (),
+            interval_s,
+        )
     if step + 1 >= len(steps):
         return _promote(status, obs, f"all {len(steps)} steps passed")
     nxt = steps[step + 1]
-    status = status.model_copy(update={
-        "current_step": step + 1, "canary_weight": nxt, "step_started_at": _ts(now),
-        "message": f"canary at {nxt}%"})
+    status = status.model_copy(
+        update={
+            "current_step": step + 1,
+            "canary_weight": nxt,
+            "step_started_at": _ts(now),
+            "message": f"canary at {nxt}%",
+        }
+    )
     checks = ", ".join(c.message for c in status.checks)
     return Decision(
         status,
-        (keep[0], ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, nxt)),
-         Route(nxt)),
+        (
+            keep[0],
+            ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, nxt)),
+            Route(nxt),
+        ),
         Event(Reason.STEP_ADVANCED, f"canary weight {weight}% -> {nxt}% ({checks})"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {nxt}%", gen, on=True),),
         interval_s,
@@ -542,8 +635,13 @@ def _progress(
 
 def _promote(status: ModelDeploymentStatus, obs: Observations, why: str) -> Decision:
     spec, gen = obs.spec, obs.generation
-    status = _enter(status, Phase.PROMOTING, obs.now, canary_weight=100,
-                    message=f"promoting {spec.model.version}: {why}")
+    status = _enter(
+        status,
+        Phase.PROMOTING,
+        obs.now,
+        canary_weight=100,
+        message=f"promoting {spec.model.version}: {why}",
+    )
     return Decision(
         status,
         (ApplyTrack("stable", spec.model, spec.serving.replicas), Route(100)),
@@ -572,10 +670,16 @@ def _fail(
         return Decision(
             status,
             (ApplyTrack("stable", stable, spec.serving.replicas), Route(0)),
-            Event(reason, f"{message}; rollback.automatic is false: canary {version} paused "
-                  "with no traffic, run `kubectl tensorgate abort` or `promote`", warning=True),
-            (_degraded(reason, message, gen, on=True),
-             _progressing(Reason.PAUSED, message, gen, on=False)),
+            Event(
+                reason,
+                f"{message}; rollback.automatic is false: canary {version} paused "
+                "with no traffic, run `kubectl tensorgate abort` or `promote`",
+                warning=True,
+            ),
+            (
+                _degraded(reason, message, gen, on=True),
+                _progressing(Reason.PAUSED, message, gen, on=False),
+            ),
             POLL_S,
         )
     status = _enter(
@@ -599,9 +703,7 @@ def _fail(
     )
 
 
-def _after_rollback(
-    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef
-) -> Decision:
+def _after_rollback(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) -> Decision:
     """Stay rolled back until the spec names another model; keep stable healthy."""
     spec = obs.spec
     return Decision(
@@ -633,12 +735,19 @@ def _end_rollout(
     stable = _stable_ref(status)
     assert stable is not None
     effects: tuple[Effect, ...] = (
-        ApplyTrack("stable", stable, obs.spec.serving.replicas), Route(0), DeleteCanary())
+        ApplyTrack("stable", stable, obs.spec.serving.replicas),
+        Route(0),
+        DeleteCanary(),
+    )
     if restart:
         follow = _start_rollout(status, obs)
-        return Decision(follow.status, effects + follow.effects,
-                        Event(reason, f"{message}; {follow.event.message if follow.event else ''}"),
-                        follow.conditions, POLL_S)
+        return Decision(
+            follow.status,
+            effects + follow.effects,
+            Event(reason, f"{message}; {follow.event.message if follow.event else ''}"),
+            follow.conditions,
+            POLL_S,
+        )
     return Decision(status, effects, Event(reason, message), (), POLL_S)
 
 

@@ -97,9 +97,7 @@ def _model_path(model: ModelRef) -> tuple[str, list[dict[str, Any]], list[dict[s
 def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     user = [t.to_dict() for t in spec.serving.tolerations]
     if spec.serving.gpu.count > 0 and not any(t.get("key") == GPU_TAINT_KEY for t in user):
-        user.insert(
-            0, {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
-        )
+        user.insert(0, {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"})
     return user
 
 
@@ -140,7 +138,10 @@ def serving_container(spec: ModelDeploymentSpec, model: ModelRef) -> dict[str, A
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": {
-            "httpGet": {"path": f"/v1/models/{model.name}/versions/{model.version}", "port": "http"},
+            "httpGet": {
+                "path": f"/v1/models/{model.name}/versions/{model.version}",
+                "port": "http",
+            },
             "periodSeconds": 5,
             "failureThreshold": 3,
             "timeoutSeconds": 2,
@@ -291,10 +292,16 @@ def http_route(body: Mapping[str, Any], spec: ModelDeploymentSpec, weight: int) 
         "rules": [
             {
                 "backendRefs": [
-                    {"name": track_service_name(name, "stable"), "port": REST_PORT,
-                     "weight": 100 - weight},
-                    {"name": track_service_name(name, "canary"), "port": REST_PORT,
-                     "weight": weight},
+                    {
+                        "name": track_service_name(name, "stable"),
+                        "port": REST_PORT,
+                        "weight": 100 - weight,
+                    },
+                    {
+                        "name": track_service_name(name, "canary"),
+                        "port": REST_PORT,
+                        "weight": weight,
+                    },
                 ]
             }
         ],
@@ -339,4 +346,3 @@ def render_objects(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Everything the operator creates for a new resource (``tensorgate render``)."""
     spec = parse_resource(body)
     return stable_objects(body, spec)
-

@@ -46,8 +46,9 @@ class KubernetesPlatform:
         await self._ensure_config(body, model)
         for svc in (m.service(body), m.service(body, "stable"), m.service(body, "canary")):
             await self._apply_service(svc)
-        await self._kube.apply(m.deployment(body, spec, _track(track), model=model,
-                                            replicas=replicas))
+        await self._kube.apply(
+            m.deployment(body, spec, _track(track), model=model, replicas=replicas)
+        )
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
         # The shared Service's selector belongs to the router: create it, never reset it.
@@ -76,12 +77,15 @@ class KubernetesPlatform:
         )
         if obs.is_ready:
             return obs
-        return TrackObservation(**{**obs.__dict__, "unschedulable": await self._unschedulable(
-            body, track)})
+        return TrackObservation(
+            **{**obs.__dict__, "unschedulable": await self._unschedulable(body, track)}
+        )
 
     async def _unschedulable(self, body: Body, track: str) -> str | None:
-        selector = ",".join(f"{k}={v}" for k, v in m.selector_labels(
-            body["metadata"]["name"], _track(track)).items())
+        selector = ",".join(
+            f"{k}={v}"
+            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
+        )
         pods = await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector)
         for pod in pods:
             for cond in (pod.get("status") or {}).get("conditions") or []:
@@ -97,8 +101,10 @@ class KubernetesPlatform:
         )
         found: list[str] = []
         for es in slices:
-            port = next((p.get("port") for p in es.get("ports") or []
-                         if p.get("name") == "http"), m.REST_PORT)
+            port = next(
+                (p.get("port") for p in es.get("ports") or [] if p.get("name") == "http"),
+                m.REST_PORT,
+            )
             for ep in es.get("endpoints") or []:
                 if (ep.get("conditions") or {}).get("ready", True):
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
