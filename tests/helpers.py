@@ -45,7 +45,10 @@ async def eventually(
 
 
 def wait_sync(
-    probe: Callable[[], T | None], *, timeout_s: float = 30.0, every_s: float = 0.1,
+    probe: Callable[[], T | None],
+    *,
+    timeout_s: float = 30.0,
+    every_s: float = 0.1,
     what: str = "condition",
 ) -> T:
     """Synchronous ``eventually``."""

@@ -1,30 +1,152 @@
-"""The rollout's slow checks against the cluster: smoke, golden set, metrics."""
+"""The rollout's slow checks, over whatever platform runs the tracks.
+
+Smoke inference and the golden-set comparison talk REST to a track's ready servers (found
+through ``Platform.endpoints``: EndpointSlices in a cluster, processes locally); metric
+checks go through the metrics providers. The same code serves the operator and
+``tensorgate rollout --local``. No TensorFlow is imported here: REST needs only numpy.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
 
 from tensorgate.api.spec import ModelDeploymentSpec
 from tensorgate.api.status import CheckResult, GateStatus
 from tensorgate.errors import ServingError
+from tensorgate.gate.canary import compare
+from tensorgate.gate.golden import GoldenSet, load_golden
+from tensorgate.gate.report import Check
+from tensorgate.gate.smoke import run_smoke
+from tensorgate.metrics.base import MetricsProvider, Target
+from tensorgate.metrics.checks import begin_window, run_checks
 from tensorgate.platform.base import Body, Platform
-from tensorgate.settings import Settings
+from tensorgate.serving.base import ClientOptions
+from tensorgate.serving.rest import RestModelClient
+
+logger = logging.getLogger(__name__)
 
 
-class ClusterChecker:
-    """Implements ``reconcile.Checker`` over REST to the tracks' serving pods."""
+def _check(c: Check) -> CheckResult:
+    return CheckResult(name=c.name, passed=c.passed, message=c.message)
 
-    def __init__(self, platform: Platform, settings: Settings) -> None:
+
+class PlatformChecker:
+    """Implements ``reconcile.Checker``."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        providers: Mapping[str, MetricsProvider],
+        options: ClientOptions | None = None,
+    ) -> None:
         self._platform = platform
-        self._settings = settings
+        self._providers = providers
+        self._options = options or ClientOptions(timeout_s=30.0, retries=2, batch_size=256)
+
+    async def _client(
+        self, body: Body, spec: ModelDeploymentSpec, track: str, version: str
+    ) -> RestModelClient:
+        endpoints = await self._platform.endpoints(body, track)
+        if not endpoints:
+            raise ServingError(f"{track} track has no ready serving endpoints")
+        return RestModelClient(
+            f"http://{endpoints[0]}",
+            spec.model.name,
+            version=int(version),
+            signature_name=spec.contract.signature,
+            options=self._options,
+        )
+
+    async def _golden(self, body: Body, spec: ModelDeploymentSpec) -> GoldenSet | None:
+        if spec.golden_set is None:
+            return None
+        data = await self._platform.read_golden(body, spec)
+        return load_golden(data, spec.contract, spec.golden_set)
 
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
-        raise ServingError("smoke inference is not wired into the operator yet")
+        client = await self._client(body, spec, track, spec.model.version)
+        try:
+            golden = await self._golden(body, spec)
+            result = await run_smoke(
+                client,
+                spec.contract,
+                spec.smoke,
+                golden,
+                parity_tolerance=spec.golden_set.parity_tolerance if spec.golden_set else 1e-3,
+            )
+        finally:
+            await client.aclose()
+        report = result.report
+        return GateStatus(
+            version=spec.model.version,
+            smoke_passed=report.passed,
+            smoke=[_check(c) for c in report.checks],
+            reasons=[f"smoke check {c.name} failed: {c.message}" for c in report.failed],
+        )
 
-    async def compare(
-        self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus
-    ) -> GateStatus:
-        raise ServingError("golden-set comparison is not wired into the operator yet")
+    async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
+        golden = await self._golden(body, spec)
+        if golden is None:
+            return gate.model_copy(update={"compared": True, "decision": "promote"})
+        stable_version = str((body.get("status") or {}).get("stableVersion") or "")
+        stable = await self._client(body, spec, "stable", stable_version)
+        candidate = await self._client(body, spec, "canary", spec.model.version)
+        try:
+            output = spec.prediction_output
+            report = await compare(
+                stable,
+                candidate,
+                golden,
+                prediction_output=output,
+                output_spec=spec.contract.outputs[output],
+                max_accuracy_drop=spec.analysis.max_accuracy_drop,
+                confidence=spec.analysis.confidence,
+            )
+        finally:
+            await stable.aclose()
+            await candidate.aclose()
+        failed = [f"{c.name}: {c.message}" for c in report.checks if not c.passed]
+        bound = report.upper_bound
+        relation = "<=" if report.passed else ">"
+        failed.append(
+            f"accuracy drop upper bound {bound if bound is None else round(bound, 4)} "
+            f"{relation} maxAccuracyDrop {spec.analysis.max_accuracy_drop} (stable "
+            f"{_r(report.stable_accuracy)}, candidate {_r(report.candidate_accuracy)}, "
+            f"n={report.samples})"
+        )
+        return gate.model_copy(
+            update={
+                "compared": True,
+                "decision": "promote" if report.passed else "rollback",
+                "stable_accuracy": report.stable_accuracy,
+                "canary_accuracy": report.candidate_accuracy,
+                "delta": report.drop,
+                "upper_bound": report.upper_bound,
+                "p_value": report.p_value,
+                "samples": report.samples,
+                "agreement": report.agreement,
+                "reasons": failed,
+            }
+        )
+
+    async def _targets(self, body: Body, spec: ModelDeploymentSpec) -> tuple[Target, Target]:
+        canary = Target.of(body, spec, "canary", await self._platform.endpoints(body, "canary"))
+        stable = Target.of(body, spec, "stable", await self._platform.endpoints(body, "stable"))
+        return canary, stable
+
+    async def begin(self, body: Body, spec: ModelDeploymentSpec) -> None:
+        canary, stable = await self._targets(body, spec)
+        await begin_window(self._providers, spec.analysis.metrics, [canary, stable])
 
     async def analyse(
         self, body: Body, spec: ModelDeploymentSpec, weight: int
     ) -> list[CheckResult]:
-        raise ServingError("metric analysis is not wired into the operator yet")
+        canary, stable = await self._targets(body, spec)
+        return await run_checks(
+            self._providers, spec.analysis.metrics, canary=canary, stable=stable, weight=weight
+        )
+
+
+def _r(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

@@ -12,7 +12,7 @@ import typer
 import yaml
 
 from tensorgate.api.spec import parse_resource
-from tensorgate.errors import SpecError
+from tensorgate.errors import ConfigError, SpecError
 
 app = typer.Typer(
     name="tensorgate",
@@ -134,6 +134,69 @@ def run(
     )
     configure_logging(settings)
     asyncio.run(run_operator(settings))
+
+
+@app.command()
+def rollout(
+    filename: FileOpt,
+    local: Annotated[bool, typer.Option("--local", help="Run on local processes.")] = False,
+    prometheus: Annotated[
+        str | None, typer.Option("--prometheus", help="Prometheus URL for prometheus checks.")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="User requests per second replayed.")] = 20.0,
+    deadline: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Apply v1, then roll out v2 through every phase; exit 0 promoted, 1 rolled back."""
+    import asyncio
+
+    from rich.console import Console
+
+    from tensorgate.local import TimelineEntry, run_local_rollout
+
+    if not local:
+        typer.echo(
+            "rollout: only --local is implemented here; in a cluster, "
+            "kubectl apply the new version and the operator rolls it out",
+            err=True,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    docs = _load_valid(filename)
+    err = Console(stderr=True)
+
+    def show(e: TimelineEntry) -> None:
+        if not as_json:
+            checks = f"  [{'; '.join(e.checks)}]" if e.checks else ""
+            err.print(
+                f"{e.at_s:7.1f}s  v{e.version:<4} {e.phase:<13} {e.weight:>3}%  "
+                f"{e.message}{checks}",
+                markup=False,
+                highlight=False,
+            )
+
+    try:
+        result = asyncio.run(
+            run_local_rollout(
+                docs, prometheus_url=prometheus, rate_per_s=rate, deadline_s=deadline, on_entry=show
+            )
+        )
+    except SpecError as exc:
+        for line in exc.errors:
+            typer.echo(line, err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        served = result.canary_user_requests_served
+        typer.echo(f"decision: {result.decision}")
+        typer.echo(
+            f"user requests sent: {dict(result.user_requests)}; "
+            f"user requests served by v{docs[-1]['spec']['model']['version']}: {served}"
+        )
+    raise typer.Exit(0 if result.decision == "promoted" else 1)
 
 
 @app.command(hidden=True)

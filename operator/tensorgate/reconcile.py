@@ -18,6 +18,7 @@ from tensorgate.api.status import CheckResult, GateStatus, ModelDeploymentStatus
 from tensorgate.engine.conditions import ConditionChange, merge_conditions
 from tensorgate.engine.rollout import (
     ApplyTrack,
+    BeginAnalysis,
     Decision,
     DeleteCanary,
     Effect,
@@ -30,7 +31,7 @@ from tensorgate.engine.rollout import (
     decide,
     record_check_results,
 )
-from tensorgate.errors import EdgeError, SpecError
+from tensorgate.errors import ConfigError, EdgeError, SpecError
 from tensorgate.platform.base import Body, Platform, TrafficRouter
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class Checker(Protocol):
 
     async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
         """Golden-set comparison of stable vs canary; returns the completed gate status."""
+
+    async def begin(self, body: Body, spec: ModelDeploymentSpec) -> None:
+        """A step's analysis window starts now."""
 
     async def analyse(
         self, body: Body, spec: ModelDeploymentSpec, weight: int
@@ -123,7 +127,10 @@ class Reconciler:
         self._checker = checker
         self._clock = clock
 
-    async def reconcile(self, body: Body) -> Outcome:
+    async def reconcile(
+        self, body: Body, on_decision: Callable[[ModelDeploymentStatus], None] | None = None
+    ) -> Outcome:
+        """One tick; ``on_decision`` sees the status after each decision of the tick."""
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
@@ -151,6 +158,8 @@ class Reconciler:
             )
             decision = decide(status, obs)
             status, edge_failed = await self._execute(body, spec, decision)
+            if on_decision is not None:
+                on_decision(status)
             if decision.event is not None:
                 events.append(decision.event)
             requeue = decision.requeue_s
@@ -188,9 +197,18 @@ class Reconciler:
                 await self._platform.delete_track(body, "canary")
             case Route(weight=weight):
                 await self._routers[spec.traffic.router].route(body, spec, weight)
+            case BeginAnalysis():
+                began = await self._guard(self._checker.begin(body, spec), "analysis window")
+                status = _note_edge_error(status, began, "analysis window")
             case RunSmoke(track=track):
                 gate = await self._guard(self._checker.smoke(body, spec, track), "smoke")
                 status = _note_edge_error(status, gate, "smoke inference")
+                if isinstance(gate, ConfigError):
+                    gate = GateStatus(
+                        smoke_passed=False,
+                        reasons=[str(gate)],
+                        smoke=[CheckResult(name="inputs", passed=False, message=str(gate))],
+                    )
                 if isinstance(gate, GateStatus):
                     base = status.gate or GateStatus()
                     merged = base.model_copy(
@@ -206,6 +224,10 @@ class Reconciler:
                     self._checker.compare(body, spec, status.gate or GateStatus()), "compare"
                 )
                 status = _note_edge_error(status, gate, "golden-set comparison")
+                if isinstance(gate, ConfigError):
+                    gate = (status.gate or GateStatus()).model_copy(
+                        update={"compared": True, "decision": "rollback", "reasons": [str(gate)]}
+                    )
                 if isinstance(gate, GateStatus):
                     status = status.model_copy(update={"gate": gate})
             case RunAnalysis(step=step):
@@ -222,4 +244,7 @@ class Reconciler:
             return await call
         except EdgeError as exc:
             logger.warning("%s failed, will retry: %s", what, exc)
+            return exc
+        except ConfigError as exc:  # e.g. an unreadable golden set: a verdict, not a retry
+            logger.warning("%s cannot run: %s", what, exc)
             return exc

@@ -8,7 +8,9 @@ from typing import Any
 
 import kopf
 
+from tensorgate.checks import PlatformChecker
 from tensorgate.handlers import OperatorMemo, SystemClock, register
+from tensorgate.metrics.factory import make_providers
 from tensorgate.platform.base import TrafficRouter
 from tensorgate.platform.kubernetes.client import KubeClient
 from tensorgate.platform.kubernetes.platform import (
@@ -24,16 +26,19 @@ def build_reconciler(
     client: KubeClient, settings: Settings, checker: Checker | None = None
 ) -> Reconciler:
     """Wire the Kubernetes edges into a Reconciler."""
-    from tensorgate.checks import ClusterChecker
-
     platform = KubernetesPlatform(client)
     routers: dict[str, TrafficRouter] = {
         "replicas": ReplicaRouter(client),
         "gateway-api": GatewayRouter(client),
     }
-    return Reconciler(
-        platform, routers, checker or ClusterChecker(platform, settings), SystemClock()
-    )
+    if checker is None:
+        providers = make_providers(
+            prometheus_url=settings.prometheus_url,
+            timeout_s=settings.request_timeout_s,
+            retries=settings.retries,
+        )
+        checker = PlatformChecker(platform, providers)
+    return Reconciler(platform, routers, checker, SystemClock())
 
 
 def make_memo(settings: Settings, **state: Any) -> OperatorMemo:

@@ -117,13 +117,18 @@ class RunComparison:
 
 
 @dataclass(frozen=True)
+class BeginAnalysis:
+    """A step's analysis window starts now (providers take their baseline)."""
+
+
+@dataclass(frozen=True)
 class RunAnalysis:
     """Judge the metric checks for the current step; outcome lands in status.checks."""
 
     step: int
 
 
-Effect = ApplyTrack | DeleteCanary | Route | RunSmoke | RunComparison | RunAnalysis
+Effect = ApplyTrack | DeleteCanary | Route | BeginAnalysis | RunSmoke | RunComparison | RunAnalysis
 RUN_EFFECTS = (RunSmoke, RunComparison, RunAnalysis)
 
 
@@ -543,6 +548,7 @@ def _start_progress(
             ApplyTrack("stable", stable, spec.serving.replicas),
             ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, weight)),
             Route(weight),
+            BeginAnalysis(),
         ),
         Event(reason, f"{message}; canary weight {weight}%"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {weight}%", gen, on=True),),
@@ -599,7 +605,7 @@ def _progress(
         )
         return Decision(
             status,
-            effects,
+            (*effects, BeginAnalysis()),
             Event(
                 Reason.METRIC_CHECK_FAILED,
                 f"{text} (failed {total} < failureLimit {limit})",
@@ -626,6 +632,7 @@ def _progress(
             keep[0],
             ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, nxt)),
             Route(nxt),
+            BeginAnalysis(),
         ),
         Event(Reason.STEP_ADVANCED, f"canary weight {weight}% -> {nxt}% ({checks})"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {nxt}%", gen, on=True),),

@@ -42,14 +42,14 @@ class GoldenSet:
 
 def read_npz(source: str | Path | bytes) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` (a path or its bytes); no pickles."""
+    where = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
         data = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
         with np.load(data, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except FileNotFoundError as exc:
-        raise ConfigError(f"golden set {source}: no such file") from exc
+        raise ConfigError(f"golden set {where}: no such file") from exc
     except (OSError, ValueError) as exc:
-        where = "<bytes>" if isinstance(source, bytes) else str(source)
         raise ConfigError(f"golden set {where}: not a readable .npz ({exc})") from exc
 
 

@@ -7,7 +7,6 @@ It is handed two ``ModelClient``s and never picks a transport itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tensorgate.api.spec import (
@@ -143,7 +142,7 @@ async def run_gate(
         candidate_outputs=smoke_result.golden_outputs,
         on_progress=progress.advance,
     )
-    reasons = [f"canary check {c.name} failed: {c.message}" for c in canary.checks if not c.passed]
-    reasons.append(_canary_reason(canary))
+    why = [f"canary check {c.name} failed: {c.message}" for c in canary.checks if not c.passed]
+    why.append(_canary_reason(canary))
     decision = Decision.PROMOTE if canary.passed else Decision.ROLLBACK
-    return GateReport(decision, smoke, canary, tuple(reasons), time.perf_counter() - started)
+    return GateReport(decision, smoke, canary, tuple(why), time.perf_counter() - started)

@@ -89,11 +89,11 @@ def check_signature(meta: ModelMetadata, contract: ContractSpec) -> tuple[Check,
     """Compare the served signature with the contract; also say whether predict can be called."""
     sig: Signature | None = meta.signatures.get(contract.signature)
     if sig is None:
-        served = sorted(meta.signatures)
+        names = sorted(meta.signatures)
         return Check(
             SIGNATURE,
             False,
-            f"signature {contract.signature!r} not served (served: {served})",
+            f"signature {contract.signature!r} not served (served: {names})",
         ), False
     problems: list[str] = []
     can_call = True
@@ -232,11 +232,11 @@ def _scaled_excess(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[floa
     """Max |a - b| and, per row, whether |a - b| > tolerance * max(1, |b|) anywhere."""
     a64 = a.astype(np.float64).reshape(a.shape[0], -1)
     b64 = b.astype(np.float64).reshape(b.shape[0], -1)
-    diff = np.abs(a64 - b64)
     with np.errstate(invalid="ignore"):
-        bad = ~(diff <= tolerance * np.maximum(1.0, np.abs(b64)))
+        diff = np.abs(a64 - b64)
+        bad: np.ndarray = np.asarray(~(diff <= tolerance * np.maximum(1.0, np.abs(b64))))
     max_diff = float(np.nanmax(diff)) if np.isfinite(diff).any() else float("nan")
-    rows: np.ndarray = bad.any(axis=1)
+    rows = np.asarray(bad.any(axis=1), dtype=bool)
     return max_diff, rows
 
 

@@ -28,6 +28,9 @@ class Platform(Protocol):
     async def endpoints(self, body: Body, track: str) -> list[str]:
         """``host:port`` REST addresses of a track's ready servers."""
 
+    async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
+        """The golden set's ``.npz`` bytes (ConfigError when it cannot be read here)."""
+
 
 class TrafficRouter(Protocol):
     """Splits user traffic between the stable and canary tracks."""

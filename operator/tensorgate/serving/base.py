@@ -193,9 +193,7 @@ class ModelClient(Protocol):
         ...
 
 
-async def with_retries(
-    call: Callable[[], Awaitable[T]], *, options: ClientOptions, what: str
-) -> T:
+async def with_retries(call: Callable[[], Awaitable[T]], *, options: ClientOptions, what: str) -> T:
     """Run ``call``; retry ``TransientServingError`` up to ``options.retries`` times."""
     attempt = 0
     while True:

@@ -54,9 +54,7 @@ class FakeModelClient:
         return self._options
 
     async def metadata(self) -> ModelMetadata:
-        return ModelMetadata(
-            self.model_name, self.version, {self.signature.name: self.signature}
-        )
+        return ModelMetadata(self.model_name, self.version, {self.signature.name: self.signature})
 
     async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.closed:

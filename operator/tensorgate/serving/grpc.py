@@ -53,6 +53,8 @@ _TRANSIENT = {
     grpc.StatusCode.ABORTED,
 }
 
+_CODE_NAMES: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
+
 _NP_TO_TF: dict[str, int] = {
     np_name: types_pb2.DataType.Value(tf_name) for tf_name, np_name in TF_DTYPES.items()
 }
@@ -191,7 +193,9 @@ class GrpcModelClient:
                     code, details = exc.code(), exc.details() or ""
                     if code in _TRANSIENT:
                         raise TransientServingError(f"{code.name}: {details}") from exc
-                    raise ServingRejectedError(f"{label}: {code.name}: {details}", code.name) from exc
+                    raise ServingRejectedError(
+                        f"{label}: {code.name}: {details}", code.name
+                    ) from exc
 
         return await with_retries(attempt, options=self._options, what=label)
 
@@ -202,7 +206,9 @@ class GrpcModelClient:
         defs = get_model_metadata_pb2.SignatureDefMap()
         if not response.metadata["signature_def"].Unpack(defs):
             raise ServingError(f"model {self.model_name}: metadata carries no SignatureDefMap")
-        version = response.model_spec.version.value if response.model_spec.HasField("version") else None
+        version = (
+            response.model_spec.version.value if response.model_spec.HasField("version") else None
+        )
         return ModelMetadata(
             model_name=response.model_spec.name or self.model_name,
             version=version,
@@ -230,7 +236,7 @@ class GrpcModelClient:
                 ModelVersionStatus(
                     version=int(v.version),
                     state=VersionState(states.Name(v.state)),
-                    error_code=str(v.status.error_code),
+                    error_code=_CODE_NAMES.get(v.status.error_code, str(v.status.error_code)),
                     error_message=v.status.error_message,
                 )
                 for v in response.model_version_status

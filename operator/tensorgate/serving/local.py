@@ -39,20 +39,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format  # type: ignore[import-untyped]
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -60,9 +59,9 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
-from tensorgate.errors import ConfigError  # noqa: E402
-from tensorgate.serving.base import TF_DTYPES, numpy_dtype  # noqa: E402
-from tensorgate.serving.grpc import make_tensor_proto, tensor_from_proto  # noqa: E402
+from tensorgate.errors import ConfigError
+from tensorgate.serving.base import TF_DTYPES, numpy_dtype
+from tensorgate.serving.grpc import make_tensor_proto, tensor_from_proto
 
 __all__ = ["LocalModelServer", "find_versions", "main"]
 
@@ -150,7 +149,7 @@ class _Servable:
         if sig is None:
             raise RequestError(
                 "INVALID_ARGUMENT",
-                f"Serving signature name: \"{name}\" not found in signature def",
+                f'Serving signature name: "{name}" not found in signature def',
             )
         missing = sorted(set(sig.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(sig.inputs))
@@ -177,10 +176,18 @@ class _Servable:
         try:
             result = self.functions[name](**feeds)
         except tf.errors.OpError as exc:
-            raise RequestError(_op_error_code(exc), exc.message.strip()) from exc
+            raise RequestError(_op_error_code(exc), _condense(exc.message)) from exc
         except (TypeError, ValueError) as exc:
             raise RequestError("INVALID_ARGUMENT", str(exc).splitlines()[0]) from exc
         return {k: v.numpy() for k, v in result.items()}
+
+
+def _condense(message: str) -> str:
+    """TF's multi-line op error, reduced to the lines that say what went wrong."""
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[{{node")
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(noise)]
+    return "; ".join(useful) or message.strip()
 
 
 def _tf_dtype_name(dtype: int) -> str:
@@ -241,7 +248,7 @@ class _Metrics:
                 labels = f'model_name="{model}",API="{api}",entrypoint="{entry}"'
                 for bound, cum in zip(_LATENCY_BOUNDS_US, h, strict=False):
                     lines.append(
-                        f":tensorflow:serving:request_latency_bucket{{{labels},le=\"{bound:g}\"}}"
+                        f':tensorflow:serving:request_latency_bucket{{{labels},le="{bound:g}"}}'
                         f" {cum:g}"
                     )
                 lines.append(
@@ -462,7 +469,7 @@ class LocalModelServer:
         if sig is None:
             raise RequestError(
                 "INVALID_ARGUMENT",
-                f"Serving signature name: \"{signature}\" not found in signature def",
+                f'Serving signature name: "{signature}" not found in signature def',
             )
         input_names = list(sig.inputs)
         row_format = "instances" in body

@@ -67,9 +67,13 @@ async def kube(kmock: kmock.KubernetesEmulator) -> AsyncIterator[KubeEnv]:
         dep = await client.get(path)
         assert dep is not None, f"deployment {deployment} does not exist"
         replicas = dep["spec"].get("replicas", 1)
-        status = {"observedGeneration": dep["metadata"].get("generation", 0), "replicas": replicas,
-                  "readyReplicas": replicas, "updatedReplicas": replicas,
-                  "availableReplicas": replicas}
+        status = {
+            "observedGeneration": dep["metadata"].get("generation", 0),
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        }
         await client.patch(path, {"status": status})
 
     namespace = f"t-{uuid.uuid4().hex[:8]}"
@@ -85,8 +89,7 @@ async def operator(kube: KubeEnv) -> AsyncIterator[Settings]:
     settings = Settings(reconcile_interval_s=0.5)
     memo = make_memo(settings, connection=kube.connection)
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(settings, memo=memo, stop_flag=stop,
-                                            ready_flag=ready))
+    task = asyncio.create_task(run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready))
     await asyncio.wait_for(ready.wait(), timeout=30)
     try:
         yield settings

@@ -45,13 +45,15 @@ def condition(md: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
 async def scenario_create_becomes_ready(kube: KubeEnv, timeout_s: float = 30) -> None:
     await kube.apply_md(MNIST)
     dep_path = kube.path("apps/v1", "Deployment", "mnist-stable")
-    dep = await eventually(lambda: kube.client.get(dep_path), timeout_s=timeout_s,
-                           what="stable Deployment")
+    dep = await eventually(
+        lambda: kube.client.get(dep_path), timeout_s=timeout_s, what="stable Deployment"
+    )
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
-        "tolerations"]
+        "tolerations"
+    ]
     assert "--model_name=mnist" in container["args"]
     owner = dep["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == (KIND, "mnist", True)
@@ -96,14 +98,14 @@ async def scenario_invalid_spec_creates_nothing(kube: KubeEnv, timeout_s: float 
     assert md is not None and md["status"]["phase"] == "Failed"
 
 
-async def scenario_version_update_changes_deployment(kube: KubeEnv,
-                                                     timeout_s: float = 30) -> None:
+async def scenario_version_update_changes_deployment(kube: KubeEnv, timeout_s: float = 30) -> None:
     """Without a gate wired in, a new version starts a canary Deployment at weight 0."""
     await scenario_create_becomes_ready(kube, timeout_s)
     await kube.apply_md(manifest(model__version="2"))
     canary_path = kube.path("apps/v1", "Deployment", "mnist-canary")
-    canary = await eventually(lambda: kube.client.get(canary_path), timeout_s=timeout_s,
-                              what="canary Deployment")
+    canary = await eventually(
+        lambda: kube.client.get(canary_path), timeout_s=timeout_s, what="canary Deployment"
+    )
     args = canary["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--model_config_file=/etc/tensorgate/models-v2.config" in args
     assert canary["spec"]["template"]["metadata"]["labels"]["tensorgate.dev/version"] == "2"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from pathlib import Path
 from typing import Any
 
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
+from tensorgate.errors import ConfigError
 from tensorgate.platform.base import Body
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
@@ -109,6 +113,33 @@ class KubernetesPlatform:
                 if (ep.get("conditions") or {}).get("ready", True):
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
         return sorted(set(found))
+
+    async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
+        golden = spec.golden_set
+        if golden is None:
+            raise ConfigError("spec.goldenSet: not set")
+        if golden.config_map_ref is not None:
+            ref = golden.config_map_ref
+            cm = await self._kube.get(f"{collection_path('v1', 'ConfigMap', _ns(body))}/{ref.name}")
+            if cm is None:
+                raise ConfigError(f"spec.goldenSet.configMapRef: ConfigMap {ref.name!r} not found")
+            data = (cm.get("binaryData") or {}).get(ref.key)
+            if data is None:
+                raise ConfigError(
+                    f"spec.goldenSet.configMapRef: ConfigMap {ref.name!r} has no binaryData key "
+                    f"{ref.key!r} (create it with kubectl create configmap --from-file)"
+                )
+            return base64.b64decode(data)
+        uri = golden.uri or ""
+        if not uri.startswith("/"):
+            raise ConfigError(
+                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from a ConfigMap "
+                "(configMapRef) or a path mounted into its pod; remote URIs are not fetched"
+            )
+        try:
+            return await asyncio.to_thread(Path(uri).read_bytes)
+        except OSError as exc:
+            raise ConfigError(f"spec.goldenSet.uri {uri!r}: {exc}") from exc
 
 
 class ReplicaRouter:

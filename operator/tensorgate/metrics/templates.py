@@ -1,0 +1,120 @@
+"""PromQL templates: the built-in TF Serving checks, and rendering of user queries.
+
+A query may use four placeholders, written ``{{name}}`` (spaces inside the braces allowed):
+
+==============  =================================================================
+``{{model}}``     the ModelDeployment's name (pod label ``tensorgate.dev/model``)
+``{{namespace}}`` its namespace
+``{{track}}``     ``canary`` or ``stable`` (pod label ``tensorgate.dev/track``)
+``{{interval}}``  ``analysis.interval`` as a PromQL range, in whole seconds (``60s``)
+==============  =================================================================
+
+Any other placeholder is a configuration error (a typo must not become a literal string that
+silently matches nothing).
+
+The built-in checks assume that Prometheus scrapes TF Serving's
+``/monitoring/prometheus/metrics`` on every serving pod and copies the pod's labels onto the
+series as ``model``, ``track`` and ``namespace``. With the Kubernetes service discovery, the
+scrape job looks like this (the Helm chart documents the same)::
+
+    - job_name: tensorgate-serving
+      metrics_path: /monitoring/prometheus/metrics
+      kubernetes_sd_configs: [{role: pod}]
+      relabel_configs:
+        - source_labels: [__meta_kubernetes_pod_label_tensorgate_dev_track]
+          regex: (.+)
+          action: keep
+        - source_labels: [__meta_kubernetes_pod_label_tensorgate_dev_track]
+          target_label: track
+        - source_labels: [__meta_kubernetes_pod_label_tensorgate_dev_model]
+          target_label: model
+        - source_labels: [__meta_kubernetes_namespace]
+          target_label: namespace
+        - source_labels: [__meta_kubernetes_pod_container_port_name]
+          regex: http
+          action: keep
+
+TF Serving's metric names start with a colon (``:tensorflow:serving:request_count``); the
+built-ins select them with ``{__name__="..."}``, which every PromQL version parses.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tensorgate.api.spec import BuiltinMetric
+from tensorgate.errors import ConfigError
+
+REQUEST_COUNT = ":tensorflow:serving:request_count"
+LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
+OK_STATUS = "OK"
+PLACEHOLDERS = ("model", "namespace", "track", "interval")
+MIN_RANGE_S = 1
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+ERROR_RATE_TEMPLATE = (
+    '(sum(rate({__name__="' + REQUEST_COUNT + '",namespace="{{namespace}}",'
+    'model="{{model}}",track="{{track}}",status!="' + OK_STATUS + '"}[{{interval}}]))'
+    " or vector(0))"
+    ' / sum(rate({__name__="' + REQUEST_COUNT + '",namespace="{{namespace}}",'
+    'model="{{model}}",track="{{track}}"}[{{interval}}]))'
+)
+"""Failed requests / all requests. No requests at all gives no series (NaN or empty)."""
+
+LATENCY_P99_TEMPLATE = (
+    'histogram_quantile(0.99, sum by (le) (rate({__name__="' + LATENCY_BUCKET + '",'
+    'namespace="{{namespace}}",model="{{model}}",track="{{track}}"}[{{interval}}])))'
+    " / 1000"
+)
+"""p99 of successful requests, microseconds -> milliseconds."""
+
+BUILTIN_TEMPLATES: dict[BuiltinMetric, str] = {
+    BuiltinMetric.ERROR_RATE: ERROR_RATE_TEMPLATE,
+    BuiltinMetric.LATENCY_P99: LATENCY_P99_TEMPLATE,
+}
+
+
+def promql_range(interval_s: float) -> str:
+    """A PromQL range for ``interval_s`` seconds, in whole seconds (at least 1s)."""
+    return f"{max(MIN_RANGE_S, round(interval_s))}s"
+
+
+def _label_value(text: str) -> str:
+    """Escape a value for use inside a double-quoted PromQL label matcher."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def placeholders(template: str) -> set[str]:
+    """The placeholder names a template uses."""
+    return set(_PLACEHOLDER.findall(template))
+
+
+def render(template: str, *, model: str, namespace: str, track: str, interval_s: float) -> str:
+    """Fill a query template; unknown placeholders raise ``ConfigError``."""
+    unknown = sorted(placeholders(template) - set(PLACEHOLDERS))
+    if unknown:
+        raise ConfigError(
+            f"unknown placeholder(s) {', '.join('{{' + u + '}}' for u in unknown)} in query "
+            f"(expected {', '.join('{{' + p + '}}' for p in PLACEHOLDERS)})"
+        )
+    values = {
+        "model": _label_value(model),
+        "namespace": _label_value(namespace),
+        "track": _label_value(track),
+        "interval": promql_range(interval_s),
+    }
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def builtin_query(
+    builtin: BuiltinMetric, *, model: str, namespace: str, track: str, interval_s: float
+) -> str:
+    """The PromQL of a built-in check for one track."""
+    return render(
+        BUILTIN_TEMPLATES[builtin],
+        model=model,
+        namespace=namespace,
+        track=track,
+        interval_s=interval_s,
+    )
