@@ -1,0 +1,1 @@
+{{/* This subchart only ships CRDs (crds/); it renders nothing. */}}
