@@ -143,7 +143,7 @@ def _compare(
         return False, f"{name} no stable data to compare {where}{detail}"
     increase = value - stable.value
     text = (
-        f"{name} {format_number(value)} is {format_number(increase)} over stable "
+        f"{name} {format_number(value)} is {format_signed(increase)} over stable "
         f"{format_number(stable.value)}"
     )
     if increase > limit:
