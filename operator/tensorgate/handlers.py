@@ -17,7 +17,10 @@ import kopf
 
 from tensorgate.api.spec import GROUP, PLURAL, VERSION
 from tensorgate.engine.rollout import Event
-from tensorgate.errors import ConfigError, EdgeError
+from tensorgate.errors import ConfigError, EdgeError, LedgerError
+from tensorgate.ledger.sql import open_ledger
+from tensorgate.observability import DEFAULT as DEFAULT_METRICS
+from tensorgate.observability import observe_outcome, start_metrics_server
 from tensorgate.platform.kubernetes.client import KubeClient, object_path
 from tensorgate.reconcile import COMMAND_ANNOTATION, Outcome, Reconciler
 from tensorgate.settings import Settings
@@ -76,12 +79,32 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = memo.settings.request_timeout_s * 3
+        # Restricted mode: no cluster-wide CRD/namespace scans, so RBAC stays minimal.
+        settings.scanning.disabled = True
+        ours: Settings = memo.settings
+        if ours.metrics_port is not None and "metrics_server" not in memo.state:
+            memo.state["metrics_server"] = start_metrics_server(
+                ours.metrics_host, ours.metrics_port
+            )
+        if ours.ledger_dsn and "ledger" not in memo.state:
+            memo.state["ledger"] = await open_ledger(
+                ours.ledger_dsn, timeout_s=ours.request_timeout_s, retries=ours.retries
+            )
         if memo.settings.peering is None:
             settings.peering.standalone = True
         else:
             settings.peering.name = memo.settings.peering
             settings.peering.mandatory = True
             settings.peering.clusterwide = not memo.settings.namespaces
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: Any, **_: Any) -> None:
+        server = memo.state.pop("metrics_server", None)
+        if server is not None:
+            server.stop()
+        ledger = memo.state.pop("ledger", None)
+        if ledger is not None:
+            await ledger.close()
 
     async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any) -> None:
         """Read the object fresh (kopf's body may lag), reconcile, write status once."""
@@ -99,10 +122,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 fresh = await client.get(path)
                 if fresh is None:
                     return
-                outcome: Outcome = await reconciler.reconcile(fresh)
-                changes = status_patch(dict(fresh.get("status") or {}), outcome.status)
+                with DEFAULT_METRICS.reconcile_timer():
+                    outcome: Outcome = await reconciler.reconcile(fresh)
+                old = dict(fresh.get("status") or {})
+                changes = status_patch(old, outcome.status)
                 if changes:
                     await client.patch(f"{path}/status", {"status": changes})
+                    await record(memo, fresh, old, outcome, logger)
             except ConfigError as exc:
                 raise kopf.PermanentError(str(exc)) from exc
             except EdgeError as exc:
@@ -145,6 +171,25 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     ) -> None:
         await ensure_reconciler(memo)
         await tick(body, patch, memo, logger)
+
+
+async def record(
+    memo: Any, fresh: dict[str, Any], old: dict[str, Any], outcome: Outcome, logger: Any
+) -> None:
+    """Tell the operator's own metrics and the ledger about a status transition."""
+    meta = fresh["metadata"]
+    namespace, name = meta.get("namespace", "default"), meta["name"]
+    observe_outcome(namespace, name, old, outcome.status, outcome.events)
+    ledger = memo.state.get("ledger")
+    if ledger is None:
+        return
+    try:
+        await ledger.record_transition(
+            namespace, name, old, outcome.status, fresh.get("spec") or {}
+        )
+    except LedgerError as exc:
+        # History matters, but never more than rolling back: log and go on.
+        logger.warning("ledger write failed, transition not recorded: %s", exc)
 
 
 async def ensure_reconciler(memo: Any) -> None:

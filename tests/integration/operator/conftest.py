@@ -83,20 +83,53 @@ async def kube(kmock: kmock.KubernetesEmulator) -> AsyncIterator[KubeEnv]:
         await client.aclose()
 
 
-@pytest.fixture
-async def operator(kube: KubeEnv) -> AsyncIterator[Settings]:
-    """The real kopf operator, in-process, against ``kube``; stopped after the test."""
-    settings = Settings(reconcile_interval_s=0.5)
-    memo = make_memo(settings, connection=kube.connection)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready))
-    await asyncio.wait_for(ready.wait(), timeout=30)
-    try:
-        yield settings
-    finally:
-        stop.set()
+@dataclass
+class RunningOperator:
+    memo: Any
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def shutdown(self) -> None:
+        self.stop.set()
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, timeout=15)
-        client = memo.state.get("client")
+            await asyncio.wait_for(self.task, timeout=15)
+        client = self.memo.state.get("client")
         if client is not None:
             await client.aclose()
+
+
+OperatorStarter = Callable[..., Awaitable[RunningOperator]]
+
+
+@pytest.fixture
+async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
+    """Start the real kopf operator in-process (as many times as a test needs)."""
+    running: list[RunningOperator] = []
+
+    async def start(
+        make_reconciler: Callable[..., Any] | None = None, interval_s: float = 0.5
+    ) -> RunningOperator:
+        settings = Settings(reconcile_interval_s=interval_s)
+        memo = make_memo(settings, connection=kube.connection)
+        if make_reconciler is not None:
+            memo.make_reconciler = make_reconciler
+        stop, ready = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(
+            run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready)
+        )
+        await asyncio.wait_for(ready.wait(), timeout=30)
+        op = RunningOperator(memo, stop, task)
+        running.append(op)
+        return op
+
+    try:
+        yield start
+    finally:
+        for op in running:
+            await op.shutdown()
+
+
+@pytest.fixture
+async def operator(start_operator: OperatorStarter) -> RunningOperator:
+    """The real kopf operator, in-process, against ``kube``; stopped after the test."""
+    return await start_operator()

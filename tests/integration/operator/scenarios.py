@@ -99,7 +99,7 @@ async def scenario_invalid_spec_creates_nothing(kube: KubeEnv, timeout_s: float 
 
 
 async def scenario_version_update_changes_deployment(kube: KubeEnv, timeout_s: float = 30) -> None:
-    """Without a gate wired in, a new version starts a canary Deployment at weight 0."""
+    """A new version starts a canary Deployment that the user-facing Service does not select."""
     await scenario_create_becomes_ready(kube, timeout_s)
     await kube.apply_md(manifest(model__version="2"))
     canary_path = kube.path("apps/v1", "Deployment", "mnist-canary")

@@ -192,9 +192,22 @@ class KubeClient:
         return await self.request("GET", path, allow=(404,))
 
     async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """List objects; an equality ``label_selector`` is also applied to the answer, so a
+        server that ignores it (some fakes do) cannot hand us other objects."""
         params = {"labelSelector": label_selector} if label_selector else None
         result = await self.request("GET", path, params=params)
-        return list((result or {}).get("items") or [])
+        items = list((result or {}).get("items") or [])
+        if not label_selector:
+            return items
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        return [
+            i
+            for i in items
+            if all(
+                ((i.get("metadata") or {}).get("labels") or {}).get(k) == v
+                for k, v in wanted.items()
+            )
+        ]
 
     async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self.request(

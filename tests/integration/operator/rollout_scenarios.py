@@ -1,0 +1,104 @@
+"""Rollout scenarios (promote, roll back, resume) written once for every backend.
+
+Each takes a ``KubeEnv`` whose serving pods are played by real local serving backends, so the
+operator's smoke and golden-set checks run real TensorFlow behind real addresses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tests.helpers import eventually
+from tests.integration.conftest import BROKEN, CANDIDATE, GOOD, ModelRepo
+from tests.integration.operator.conftest import KubeEnv
+from tests.integration.operator.load import load
+from tests.integration.operator.scenarios import condition
+from tests.models import DIGITS
+
+__all__ = ["condition"]
+
+NAME = "digits"
+
+
+async def wait_phase(
+    kube: KubeEnv, phase: str, *, version: str | None = None, timeout_s: float = 90
+) -> dict[str, Any]:
+    seen: list[Any] = [None]
+
+    async def probe() -> dict[str, Any] | None:
+        md = await kube.get_md(NAME)
+        status = (md or {}).get("status") or {}
+        seen[0] = {
+            k: status.get(k)
+            for k in ("phase", "message", "stableVersion", "canaryVersion", "canaryWeight")
+        }
+        if status.get("phase") != phase:
+            return None
+        if (
+            version is not None
+            and status.get("stableVersion") != version
+            and (status.get("canaryVersion") != version)
+        ):
+            return None
+        return md
+
+    try:
+        md: dict[str, Any] = await eventually(
+            probe, timeout_s=timeout_s, what=f"phase {phase} ({version})"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last status: {seen[0]}") from None
+    return md
+
+
+async def deploy_stable(kube: KubeEnv, repo: ModelRepo, **analysis: Any) -> None:
+    await kube.apply_md(repo.manifest(GOOD, **analysis))
+    await wait_phase(kube, "Promoted", version=GOOD)
+
+
+async def scenario_good_candidate_is_promoted(kube: KubeEnv, repo: ModelRepo) -> None:
+    """Real metric checks (TF Serving metrics scraped from the pods) with user traffic."""
+    await deploy_stable(kube, repo)
+    rows = np.load(repo.golden)[DIGITS.input_name]
+    async with load(kube, NAME, DIGITS.name, rows, DIGITS.input_name) as sent:
+        await kube.apply_md(repo.manifest(CANDIDATE))
+        md = await wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=120)
+    assert sent["canary"] > 0 and sent["stable"] > 0, sent
+    checks = md["status"]["checks"]
+    assert {c["name"] for c in checks} == {"error-rate", "latency-p99"}
+    assert all(c["passed"] for c in checks), checks
+    status = md["status"]
+    assert status["stableVersion"] == CANDIDATE and "canaryVersion" not in status
+    assert status["gate"]["decision"] == "promote"
+    assert status["gate"]["samples"] == 600
+    assert status["history"][0]["decision"] == "Promoted"
+    ready = condition(md, "Ready")
+    assert ready is not None and ready["status"] == "True"
+    canary = await kube.client.get(kube.path("apps/v1", "Deployment", f"{NAME}-canary"))
+    assert canary is None or canary["metadata"].get("deletionTimestamp")
+    stable = await kube.client.get(kube.path("apps/v1", "Deployment", f"{NAME}-stable"))
+    assert stable is not None
+    assert stable["spec"]["template"]["metadata"]["labels"]["tensorgate.dev/version"] == CANDIDATE
+
+
+async def scenario_broken_candidate_is_rolled_back(kube: KubeEnv, repo: ModelRepo) -> None:
+    await deploy_stable(kube, repo)
+    await kube.apply_md(repo.manifest(BROKEN))
+    md = await wait_phase(kube, "RolledBack", timeout_s=120)
+    status = md["status"]
+    assert status["stableVersion"] == GOOD
+    assert status.get("canaryWeight", 0) == 0
+    degraded = condition(md, "Degraded")
+    assert degraded is not None and degraded["reason"] == "AccuracyGateFailed"
+    assert "maxAccuracyDrop" in degraded["message"]
+    assert status["gate"]["canaryAccuracy"] < 0.3 < status["gate"]["stableAccuracy"]
+    svc = await kube.client.get(kube.path("v1", "Service", NAME))
+    assert svc is not None and svc["spec"]["selector"]["tensorgate.dev/track"] == "stable"
+
+    async def canary_gone() -> bool:
+        dep = await kube.client.get(kube.path("apps/v1", "Deployment", f"{NAME}-canary"))
+        return dep is None or bool(dep["metadata"].get("deletionTimestamp"))
+
+    await eventually(canary_gone, timeout_s=30, what="canary removed")
