@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
@@ -95,7 +95,7 @@ def invalid_spec_status(
 
 
 def _note_edge_error(
-    status: ModelDeploymentStatus, result: object, what: str
+    status: ModelDeploymentStatus, result: object, what: str, now: datetime
 ) -> ModelDeploymentStatus:
     """Say in status that a check could not run (it is retried; not a verdict)."""
     if not isinstance(result, EdgeError):
@@ -107,7 +107,7 @@ def _note_edge_error(
     return status.model_copy(
         update={
             "message": message,
-            "conditions": merge_conditions(status.conditions, [change], datetime.now(UTC)),
+            "conditions": merge_conditions(status.conditions, [change], now),
         }
     )
 
@@ -199,10 +199,10 @@ class Reconciler:
                 await self._routers[spec.traffic.router].route(body, spec, weight)
             case BeginAnalysis():
                 began = await self._guard(self._checker.begin(body, spec), "analysis window")
-                status = _note_edge_error(status, began, "analysis window")
+                status = _note_edge_error(status, began, "analysis window", self._clock.now())
             case RunSmoke(track=track):
                 gate = await self._guard(self._checker.smoke(body, spec, track), "smoke")
-                status = _note_edge_error(status, gate, "smoke inference")
+                status = _note_edge_error(status, gate, "smoke inference", self._clock.now())
                 if isinstance(gate, ConfigError):
                     gate = GateStatus(
                         smoke_passed=False,
@@ -223,7 +223,7 @@ class Reconciler:
                 gate = await self._guard(
                     self._checker.compare(body, spec, status.gate or GateStatus()), "compare"
                 )
-                status = _note_edge_error(status, gate, "golden-set comparison")
+                status = _note_edge_error(status, gate, "golden-set comparison", self._clock.now())
                 if isinstance(gate, ConfigError):
                     gate = (status.gate or GateStatus()).model_copy(
                         update={"compared": True, "decision": "rollback", "reasons": [str(gate)]}
@@ -233,7 +233,7 @@ class Reconciler:
             case RunAnalysis(step=step):
                 weight = spec.analysis.steps[step]
                 results = await self._guard(self._checker.analyse(body, spec, weight), "analyse")
-                status = _note_edge_error(status, results, "metric analysis")
+                status = _note_edge_error(status, results, "metric analysis", self._clock.now())
                 if isinstance(results, list):
                     status = record_check_results(status, step, results)
         return status

@@ -50,7 +50,8 @@ async def scenario_create_becomes_ready(kube: KubeEnv, timeout_s: float = 30) ->
     )
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # A real API server answers resource quantities as strings.
+    assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
