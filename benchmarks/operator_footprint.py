@@ -16,10 +16,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "footprint.json"
-PROBE = (
-    "import resource, sys; {imports}; "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-)
+PROBE = "import resource, sys; {imports}; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 VARIANTS = {
     "operator": "import tensorgate.runner",
     "operator+tensorflow": "import tensorgate.runner; import tensorflow",
@@ -30,8 +27,13 @@ def measure(imports: str, runs: int = 3) -> dict[str, float]:
     times, rss = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", PROBE.format(imports=imports)],
-                             capture_output=True, text=True, check=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE.format(imports=imports)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         times.append(time.perf_counter() - started)
         rss.append(int(out.stdout.strip().splitlines()[-1]) / 1024)
     return {"startup_s": statistics.median(times), "peak_rss_mib": statistics.median(rss)}

@@ -20,9 +20,9 @@ if [[ -x $out ]] && "$out" version --template '{{.Version}}' 2>/dev/null | grep 
   exit 0
 fi
 
-# The same stamps as Helm's own Makefile; the module proxy has no commit, so name the module.
+# Stamped like Helm's own Makefile does, less the commit, which the module proxy does not have
+# (`helm version` would print "+g<commit>" after the version).
 ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
-ldflags+=" -X helm.sh/helm/v4/internal/version.gitCommit=helm.sh/helm/v4@$HELM_VERSION"
 ldflags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 start=$SECONDS
 echo "  helm: building helm.sh/helm/v4/cmd/helm@$HELM_VERSION ..."

@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from tensorgate.api.spec import API_VERSION, KIND
+from tensorgate.errors import KubeAPIError
 from tests.helpers import eventually
 from tests.integration.operator.conftest import KubeEnv
 
@@ -83,7 +86,17 @@ async def scenario_create_becomes_ready(kube: KubeEnv, timeout_s: float = 30) ->
 async def scenario_invalid_spec_creates_nothing(kube: KubeEnv, timeout_s: float = 30) -> None:
     bad = manifest(serving__gpu={"count": -1})
     del bad["spec"]["model"]["uri"]
-    # Bypass the CRD schema where the backend has one: the operator must judge on its own.
+    if kube.backend != "kmock":
+        # A real API server enforces the CRD's schema: the object never reaches the operator.
+        with pytest.raises(KubeAPIError) as rejected:
+            await kube.apply_md(bad)
+        assert rejected.value.status == 422, rejected.value
+        assert "spec.model.uri" in str(rejected.value), rejected.value
+        assert "spec.serving.gpu.count" in str(rejected.value), rejected.value
+        assert await kube.get_md("mnist") is None
+        assert await kube.client.list(kube.path("apps/v1", "Deployment")) == []
+        return
+    # KMock has no CRD schema: the operator must judge on its own.
     await kube.apply_md(bad)
 
     async def invalid() -> dict[str, Any] | None:
