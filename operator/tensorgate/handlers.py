@@ -120,8 +120,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         async with memo.lock(body.metadata.uid or body.metadata.name):
             try:
                 fresh = await client.get(path)
-                if fresh is None:
-                    return
+                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    return  # gone or going: the garbage collector removes what it owned
                 with DEFAULT_METRICS.reconcile_timer():
                     outcome: Outcome = await reconciler.reconcile(fresh)
                 old = dict(fresh.get("status") or {})

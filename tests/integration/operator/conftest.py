@@ -107,9 +107,11 @@ async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
     running: list[RunningOperator] = []
 
     async def start(
-        make_reconciler: Callable[..., Any] | None = None, interval_s: float = 0.5
+        make_reconciler: Callable[..., Any] | None = None,
+        interval_s: float = 0.5,
+        **overrides: Any,
     ) -> RunningOperator:
-        settings = Settings(reconcile_interval_s=interval_s)
+        settings = Settings(reconcile_interval_s=interval_s, **overrides)
         memo = make_memo(settings, connection=kube.connection)
         if make_reconciler is not None:
             memo.make_reconciler = make_reconciler
