@@ -14,6 +14,7 @@ CLUSTER_KUBECONFIG ?= .cluster/kubeconfig
 
 cluster-tools:
 	bash $(CLUSTER_DIR)/build-tools.sh
+	bash $(CLUSTER_DIR)/build-helm.sh
 
 cluster:
 	KUBECONFIG_OUT=$(abspath $(CLUSTER_KUBECONFIG)) bash $(CLUSTER_DIR)/up.sh

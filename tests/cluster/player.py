@@ -15,10 +15,11 @@ reason is logged and kept in ``PodPlayer.failures``). When the pod goes, or gets
 The player polls (``interval_s``) instead of watching: simple, and bounded in time by the
 caller's stop event and ``max_runtime_s``.
 
-Run it next to a cluster::
+Run it next to a cluster (``--example-models`` builds the examples' model once and maps
+their URIs; ``--uri-map`` adds more)::
 
     python -m tests.cluster.player --kubeconfig .cluster/kubeconfig \\
-        --uri-map '{"gs://tensorgate-examples/models/mnist": "/tmp/mnist"}'
+        --example-models /tmp/tensorgate-models --uri-map '{"s3://b/m": "/tmp/m"}'
 
 or in-process: ``PodPlayer(...).start_thread()`` / ``.stop_thread()`` (the e2e fixtures).
 """
@@ -399,6 +400,24 @@ def meta_key(meta: Mapping[str, Any]) -> tuple[str, str]:
     return meta["namespace"], meta["name"]
 
 
+# The examples' model URIs (examples/*.yaml, the foundation scenarios) and the contract each
+# needs: a 784-pixel, 10-class model (pixels [-1, 784] float32 -> probabilities [-1, 10]).
+EXAMPLE_URIS = ("gs://tensorgate-examples/models/mnist", "/models/mnist")
+
+
+def build_example_models(folder: Path) -> dict[str, str]:
+    """Write the examples' model (versions 1 and 2, the same weights) under ``folder`` unless
+    it is there; return the URI map that points the examples' URIs at it."""
+    from tests.models import Family, export
+
+    mnist = Family("mnist", "pixels", "probabilities", 784, 10, "probabilities", 10, 5, 4.0)
+    base = folder / "mnist"
+    for version in ("1", "2"):
+        if not (base / version / "saved_model.pb").is_file():
+            export(base / version, mnist)
+    return {uri: str(base) for uri in EXAMPLE_URIS}
+
+
 def _load_map(text: str | None) -> dict[str, str]:
     if not text:
         return {}
@@ -413,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster.player", description=__doc__)
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     parser.add_argument("--uri-map", help="JSON object or file: model URI prefix -> folder")
+    parser.add_argument(
+        "--example-models",
+        type=Path,
+        help="build the examples' models in this folder (once) and map the examples' URIs",
+    )
     parser.add_argument("--label-selector", default=PLAYER_LABEL)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between passes")
     parser.add_argument("--max-runtime", type=float, default=MAX_RUNTIME_S, help="seconds")
@@ -420,9 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.kubeconfig:
         parser.error("--kubeconfig (or KUBECONFIG) is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    uri_map = build_example_models(args.example_models) if args.example_models else {}
+    uri_map.update(_load_map(args.uri_map))
     player = PodPlayer(
         connection_from_kubeconfig(args.kubeconfig),
-        _load_map(args.uri_map),
+        uri_map,
         label_selector=args.label_selector,
         interval_s=args.interval,
     )

@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,22 +39,26 @@ from tensorgate.api.spec import GROUP, PLURAL, VERSION
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path
 from tensorgate.runner import make_memo, run_operator
 from tensorgate.settings import Settings
-from tests.cluster.player import PodPlayer, connection_from_kubeconfig
+from tests.cluster.player import (
+    EXAMPLE_URIS,
+    PodPlayer,
+    build_example_models,
+    connection_from_kubeconfig,
+)
 from tests.helpers import eventually, require
 from tests.integration.conftest import model_repo
 from tests.integration.operator.conftest import KubeEnv, RunningOperator
-from tests.models import Family, export
 
 __all__ = ["model_repo"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = ROOT / "tests" / "cluster"
-RELEASE, RELEASE_NAMESPACE = "tensorgate", "tensorgate-system"
+# The chart's RBAC for the in-process operator. Not named "tensorgate": test_helm_install.py
+# installs (and uninstalls) that release in the same session.
+RELEASE, RELEASE_NAMESPACE = "tensorgate-e2e", "tensorgate-system"
 ANY_CLUSTER = os.environ.get("TENSORGATE_E2E_KUBECONFIG")
 # The examples' and scenarios' model URIs, served from models the session builds.
-MNIST_URIS = ("gs://tensorgate-examples/models/mnist", "/models/mnist")
-# A 784-pixel, 10-class task with the contract of examples/mnist-gpu.yaml.
-MNIST = Family("mnist", "pixels", "probabilities", 784, 10, "probabilities", 10, 5, 4.0)
+MNIST_URIS = EXAMPLE_URIS
 TIMINGS: dict[str, float] = {}
 
 
@@ -170,10 +174,9 @@ class Models:
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
-    base = tmp_path_factory.mktemp("e2e-models") / "mnist"
-    export(base / "1", MNIST)
-    shutil.copytree(base / "1", base / "2")  # the same model as a second version
-    return Models(base, {uri: str(base) for uri in MNIST_URIS})
+    folder = tmp_path_factory.mktemp("e2e-models")
+    uri_map = build_example_models(folder)
+    return Models(folder / "mnist", uri_map)
 
 
 @pytest.fixture(scope="session")
@@ -281,6 +284,14 @@ async def cluster_env(
     cluster: Cluster, identity: Identity, namespace: str, *, ready_timeout_s: float = 120
 ) -> AsyncIterator[KubeEnv]:
     client = cluster.client()
+    ns_path = f"/api/v1/namespaces/{namespace}"
+
+    async def not_terminating() -> bool:
+        ns = await client.get(ns_path)
+        return ns is None or not ns["metadata"].get("deletionTimestamp")
+
+    # A fixed name (e.g. the examples' "ml") may still be going from an earlier run.
+    await eventually(not_terminating, timeout_s=120, every_s=0.5, what=f"{ns_path} deleted")
     ns_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
     await client.request("POST", "/api/v1/namespaces", body=ns_body, allow=(409,))
     await _wait_default_sa(client, namespace)
@@ -308,7 +319,7 @@ async def cluster_env(
         await client.aclose()
 
 
-OperatorStarter = Callable[..., Any]
+OperatorStarter = Callable[..., Awaitable[RunningOperator]]
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """A bounded load generator: user requests spread over the pods the user Service selects.
 
 Like Flagger's load tester, it gives every analysis step traffic to measure. It reads the
-user-facing Service's selector and the tracks' EndpointSlices, and spreads requests over the
-selected tracks' endpoints uniformly per pod, as kube-proxy would. Every address it dials
-comes from an EndpointSlice and is inside 127.0.0.0/8 in these tests (asserted).
+user-facing Service's selector and the tracks' endpoints (found as the operator finds them:
+EndpointSlices, or Ready pods), and spreads requests over the selected tracks' endpoints
+uniformly per pod, as kube-proxy would. Every address it dials is inside 127.0.0.0/8 in these
+tests (asserted).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 
 from tensorgate.platform.kubernetes import manifests as m
+from tensorgate.platform.kubernetes.platform import KubernetesPlatform
 from tests.integration.operator.conftest import KubeEnv
 
 MAX_REQUESTS = 5000
@@ -26,17 +28,12 @@ MAX_SECONDS = 300.0
 
 
 async def _endpoints(kube: KubeEnv, name: str, track: str) -> list[str]:
-    service = m.track_service_name(name, track)  # type: ignore[arg-type]
-    found = []
-    for es in await kube.client.list(
-        kube.path("discovery.k8s.io/v1", "EndpointSlice"), f"kubernetes.io/service-name={service}"
-    ):
-        port = next(p["port"] for p in es.get("ports") or [] if p.get("name") == "http")
-        for ep in es.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready", True):
-                for addr in ep.get("addresses") or []:
-                    assert ipaddress.ip_address(addr).is_loopback, addr
-                    found.append(f"{addr}:{port}")
+    """Ready endpoints of a track as the cluster publishes them (EndpointSlices, else the
+    Ready pods where an API server refuses their loopback IPs in EndpointSlices)."""
+    body = {"metadata": {"name": name, "namespace": kube.namespace}}
+    found = await KubernetesPlatform(kube.client).endpoints(body, track)
+    for endpoint in found:
+        assert ipaddress.ip_address(endpoint.rsplit(":", 1)[0]).is_loopback, endpoint
     return found
 
 

@@ -6,10 +6,17 @@ operator's smoke and golden-set checks run real TensorFlow behind real addresses
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
+from tensorgate.checks import PlatformChecker
+from tensorgate.metrics.fake import FakeMetricsProvider
+from tensorgate.platform.kubernetes.client import KubeClient
+from tensorgate.platform.kubernetes.platform import KubernetesPlatform
+from tensorgate.runner import build_reconciler
+from tensorgate.settings import Settings
 from tests.helpers import eventually
 from tests.integration.conftest import BROKEN, CANDIDATE, GOOD, ModelRepo
 from tests.integration.operator.conftest import KubeEnv
@@ -102,3 +109,57 @@ async def scenario_broken_candidate_is_rolled_back(kube: KubeEnv, repo: ModelRep
         return dep is None or bool(dep["metadata"].get("deletionTimestamp"))
 
     await eventually(canary_gone, timeout_s=30, what="canary removed")
+
+
+# Starts the operator: ``start(make_reconciler)`` -> a running operator with ``shutdown()``.
+Starter = Callable[..., Awaitable[Any]]
+
+
+def with_metrics(provider: FakeMetricsProvider) -> Any:
+    """A reconciler factory whose metric checks read ``provider`` (exact values per track)."""
+
+    def make(client: KubeClient, settings: Settings) -> Any:
+        checker = PlatformChecker(KubernetesPlatform(client), {"scrape": provider})
+        return build_reconciler(client, settings, checker)
+
+    return make
+
+
+async def scenario_error_rate_regression_rolls_back(
+    kube: KubeEnv, start_operator: Starter, repo: ModelRepo
+) -> None:
+    """The candidate passes the gate, then its error rate regresses during a traffic step."""
+    provider = FakeMetricsProvider({("latency-p99", "canary"): 5.0, ("error-rate", "canary"): 0.25})
+    await start_operator(with_metrics(provider))
+    await deploy_stable(kube, repo)
+    await kube.apply_md(repo.manifest(CANDIDATE))
+    md = await wait_phase(kube, "RolledBack", timeout_s=120)
+    status = md["status"]
+    assert status["stableVersion"] == GOOD
+    degraded = condition(md, "Degraded")
+    assert degraded is not None and degraded["reason"] == "MetricCheckFailed"
+    assert "error-rate 0.25 > max 0.01" in degraded["message"]
+    assert status["gate"]["decision"] == "promote"  # it passed the gate, failed live
+    failed = [c for c in status["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["error-rate"]
+
+
+async def scenario_restart_mid_rollout_resumes(
+    kube: KubeEnv, start_operator: Starter, repo: ModelRepo
+) -> None:
+    """An operator stopped mid-rollout; a new one goes on with the same rollout from status."""
+    provider = FakeMetricsProvider({("latency-p99", "canary"): 5.0, ("error-rate", "canary"): 0.0})
+    first = await start_operator(with_metrics(provider))
+    await deploy_stable(kube, repo, steps=[20, 60, 100], interval="3s")
+    await kube.apply_md(repo.manifest(CANDIDATE, steps=[20, 60, 100], interval="3s"))
+    md = await wait_phase(kube, "Progressing", timeout_s=120)
+    rollout_id = md["status"]["rolloutId"]
+    await first.shutdown()
+    before = (await kube.get_md(NAME) or {})["status"]
+    assert before["phase"] == "Progressing"
+    await start_operator(with_metrics(provider))
+    md = await wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=120)
+    status = md["status"]
+    assert status["rolloutId"] == rollout_id  # the same rollout went on, not a new one
+    assert [h["decision"] for h in status["history"]] == ["Promoted"]
+    assert status["gate"]["samples"] == 600

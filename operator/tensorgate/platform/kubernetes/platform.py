@@ -112,6 +112,32 @@ class KubernetesPlatform:
             for ep in es.get("endpoints") or []:
                 if (ep.get("conditions") or {}).get("ready", True):
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
+        return sorted(set(found)) or await self._ready_pods(body, track)
+
+    async def _ready_pods(self, body: Body, track: str) -> list[str]:
+        """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
+        when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
+        addresses, which simulated clusters such as the kwok test cluster hand out)."""
+        selector = ",".join(
+            f"{k}={v}"
+            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
+        )
+        found: list[str] = []
+        for pod in await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector):
+            status = pod.get("status") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            )
+            if not ready or not status.get("podIP") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            ports = [
+                p.get("containerPort")
+                for c in (pod.get("spec") or {}).get("containers") or []
+                for p in c.get("ports") or []
+                if p.get("name") == "http"
+            ]
+            found.append(f"{status['podIP']}:{ports[0] if ports else m.REST_PORT}")
         return sorted(set(found))
 
     async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
