@@ -8,6 +8,7 @@ relabelling documented in ``tensorgate.metrics.templates`` does in a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -117,22 +118,15 @@ class Cluster:
     pods: dict[str, StubPod]
 
 
-@pytest.fixture(scope="session")
-def prometheus() -> Iterator[Cluster]:
+@contextlib.contextmanager
+def running_prometheus(targets: dict[str, dict[str, str]]) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 scraping ``{address: labels}`` every second; yields
+    its URL and stops it (and deletes its data) afterwards."""
     require(
         Path(PROMETHEUS).exists(),
         "the prometheus server",
         "make system-deps (apt-get install prometheus)",
     )
-    pods = {
-        "canary": StubPod(ok=100, failed=5, latency_us=50_000),
-        "stable": StubPod(ok=100, failed=0, latency_us=5_000),
-        "idle": StubPod(ok=0, failed=0, latency_us=1_000),
-    }
-    servers = {track: _PodServer(pod) for track, pod in pods.items()}
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers.values()]
-    for t in threads:
-        t.start()
     workdir = Path(tempfile.mkdtemp(prefix="tensorgate-prom-"))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -141,11 +135,7 @@ def prometheus() -> Iterator[Cluster]:
                 "job_name": "tensorgate-serving",
                 "metrics_path": "/monitoring/prometheus/metrics",
                 "static_configs": [
-                    {
-                        "targets": [f"127.0.0.1:{s.server_address[1]}"],
-                        "labels": {"namespace": "ml", "model": "mnist", "track": track},
-                    }
-                    for track, s in servers.items()
+                    {"targets": [address], "labels": labels} for address, labels in targets.items()
                 ],
             }
         ],
@@ -179,7 +169,7 @@ def prometheus() -> Iterator[Cluster]:
 
     try:
         wait_sync(ready, timeout_s=START_TIMEOUT_S, what="prometheus /-/ready")
-        yield Cluster(url, pods)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -188,7 +178,28 @@ def prometheus() -> Iterator[Cluster]:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[Cluster]:
+    pods = {
+        "canary": StubPod(ok=100, failed=5, latency_us=50_000),
+        "stable": StubPod(ok=100, failed=0, latency_us=5_000),
+        "idle": StubPod(ok=0, failed=0, latency_us=1_000),
+    }
+    servers = {track: _PodServer(pod) for track, pod in pods.items()}
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers.values()]
+    for t in threads:
+        t.start()
+    targets = {
+        f"127.0.0.1:{s.server_address[1]}": {"namespace": "ml", "model": "mnist", "track": track}
+        for track, s in servers.items()
+    }
+    try:
+        with running_prometheus(targets) as url:
+            yield Cluster(url, pods)
+    finally:
         for s in servers.values():
             s.shutdown()
             s.server_close()
-        shutil.rmtree(workdir, ignore_errors=True)
