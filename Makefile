@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean
 .DEFAULT_GOAL := help

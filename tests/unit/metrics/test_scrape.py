@@ -106,14 +106,14 @@ async def test_scrape_error_rate_is_delta_between_scrapes(
 ) -> None:
     p = provider()
     pods.pages = {
-        "10.0.0.1:8501": page(100, 50, [100.0] * 100),
-        "10.0.0.2:8501": page(10, 0, [100.0] * 10),
+        "127.0.9.1:8501": page(100, 50, [100.0] * 100),
+        "127.0.9.2:8501": page(10, 0, [100.0] * 10),
     }
-    t = target("10.0.0.1:8501", "10.0.0.2:8501")
+    t = target("127.0.9.1:8501", "127.0.9.2:8501")
     await p.begin(t)
     pods.pages = {
-        "10.0.0.1:8501": page(190, 51, [100.0] * 190),
-        "10.0.0.2:8501": page(108, 1, [100.0] * 108),
+        "127.0.9.1:8501": page(190, 51, [100.0] * 190),
+        "127.0.9.2:8501": page(108, 1, [100.0] * 108),
     }
     m = await p.measure(ERROR_RATE, t)
     assert m.verdict == Verdict.MEASURED
