@@ -17,6 +17,7 @@ from tensorgate.errors import ServingError
 from tensorgate.gate.canary import compare
 from tensorgate.gate.golden import GoldenSet, load_golden
 from tensorgate.gate.report import Check
+from tensorgate.gate.runner import GateConfig, canary_reasons, smoke_reasons
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.metrics.base import MetricsProvider, Target
 from tensorgate.metrics.checks import begin_window, run_checks
@@ -65,15 +66,16 @@ class PlatformChecker:
         return load_golden(data, spec.contract, spec.golden_set)
 
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
+        config = GateConfig.from_spec(spec)
         client = await self._client(body, spec, track, spec.model.version)
         try:
             golden = await self._golden(body, spec)
             result = await run_smoke(
                 client,
-                spec.contract,
-                spec.smoke,
+                config.contract,
+                config.smoke,
                 golden,
-                parity_tolerance=spec.golden_set.parity_tolerance if spec.golden_set else 1e-3,
+                parity_tolerance=config.parity_tolerance,
             )
         finally:
             await client.aclose()
@@ -82,39 +84,31 @@ class PlatformChecker:
             version=spec.model.version,
             smoke_passed=report.passed,
             smoke=[_check(c) for c in report.checks],
-            reasons=[f"smoke check {c.name} failed: {c.message}" for c in report.failed],
+            reasons=smoke_reasons(report),
         )
 
     async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
         golden = await self._golden(body, spec)
         if golden is None:
             return gate.model_copy(update={"compared": True, "decision": "promote"})
+        config = GateConfig.from_spec(spec)
         stable_version = str((body.get("status") or {}).get("stableVersion") or "")
         stable = await self._client(body, spec, "stable", stable_version)
         candidate = await self._client(body, spec, "canary", spec.model.version)
         try:
-            output = spec.prediction_output
+            output = config.output_name
             report = await compare(
                 stable,
                 candidate,
                 golden,
                 prediction_output=output,
-                output_spec=spec.contract.outputs[output],
-                max_accuracy_drop=spec.analysis.max_accuracy_drop,
-                confidence=spec.analysis.confidence,
+                output_spec=config.contract.outputs[output],
+                max_accuracy_drop=config.max_accuracy_drop,
+                confidence=config.confidence,
             )
         finally:
             await stable.aclose()
             await candidate.aclose()
-        failed = [f"{c.name}: {c.message}" for c in report.checks if not c.passed]
-        bound = report.upper_bound
-        relation = "<=" if report.passed else ">"
-        failed.append(
-            f"accuracy drop upper bound {bound if bound is None else round(bound, 4)} "
-            f"{relation} maxAccuracyDrop {spec.analysis.max_accuracy_drop} (stable "
-            f"{_r(report.stable_accuracy)}, candidate {_r(report.candidate_accuracy)}, "
-            f"n={report.samples})"
-        )
         return gate.model_copy(
             update={
                 "compared": True,
@@ -126,7 +120,7 @@ class PlatformChecker:
                 "p_value": report.p_value,
                 "samples": report.samples,
                 "agreement": report.agreement,
-                "reasons": failed,
+                "reasons": canary_reasons(report),
             }
         )
 
@@ -146,7 +140,3 @@ class PlatformChecker:
         return await run_checks(
             self._providers, spec.analysis.metrics, canary=canary, stable=stable, weight=weight
         )
-
-
-def _r(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"

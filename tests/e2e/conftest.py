@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -37,7 +36,6 @@ import yaml
 
 from tensorgate.api.spec import GROUP, PLURAL, VERSION
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path
-from tensorgate.runner import make_memo, run_operator
 from tensorgate.settings import Settings
 from tests.cluster.player import (
     EXAMPLE_URIS,
@@ -47,7 +45,7 @@ from tests.cluster.player import (
 )
 from tests.helpers import eventually, require
 from tests.integration.conftest import model_repo
-from tests.integration.operator.conftest import KubeEnv, RunningOperator
+from tests.integration.operator.conftest import KubeEnv, RunningOperator, launch_operator
 
 __all__ = ["model_repo"]
 
@@ -335,15 +333,7 @@ async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
         settings = Settings(
             namespaces=namespaces or (kube.namespace,), reconcile_interval_s=interval_s
         )
-        memo = make_memo(settings, connection=kube.connection)
-        if make_reconciler is not None:
-            memo.make_reconciler = make_reconciler
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(
-            run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready)
-        )
-        await asyncio.wait_for(ready.wait(), timeout=30)
-        op = RunningOperator(memo, stop, task)
+        op = await launch_operator(kube.connection, settings, make_reconciler)
         running.append(op)
         return op
 

@@ -19,11 +19,11 @@ from tensorgate.api.spec import (
 from tensorgate.errors import ConfigError
 from tensorgate.gate.canary import compare
 from tensorgate.gate.golden import GoldenSet
-from tensorgate.gate.report import CanaryReport, Decision, GateReport
+from tensorgate.gate.report import CanaryReport, Decision, GateReport, SmokeReport
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.serving.base import ModelClient
 
-__all__ = ["GateConfig", "Progress", "run_gate"]
+__all__ = ["GateConfig", "Progress", "canary_reasons", "run_gate", "smoke_reasons"]
 
 
 class Progress:
@@ -89,14 +89,22 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def _canary_reason(canary: CanaryReport) -> str:
+def smoke_reasons(smoke: SmokeReport) -> list[str]:
+    """One line per failed smoke check."""
+    return [f"smoke check {c.name} failed: {c.message}" for c in smoke.failed]
+
+
+def canary_reasons(canary: CanaryReport) -> list[str]:
+    """Failed canary checks, then the non-inferiority verdict with its numbers."""
     bound, limit = canary.upper_bound, canary.max_accuracy_drop
     relation = "<=" if canary.passed else ">"
-    return (
+    why = [f"canary check {c.name} failed: {c.message}" for c in canary.checks if not c.passed]
+    why.append(
         f"accuracy drop upper bound {_fmt(bound)} {relation} maxAccuracyDrop {limit} "
         f"(stable {_fmt(canary.stable_accuracy)}, candidate {_fmt(canary.candidate_accuracy)}, "
         f"n={canary.samples}, confidence {canary.confidence})"
     )
+    return why
 
 
 async def run_gate(
@@ -121,7 +129,7 @@ async def run_gate(
     )
     smoke = smoke_result.report
     if not smoke.passed:
-        reasons = tuple(f"smoke check {c.name} failed: {c.message}" for c in smoke.failed)
+        reasons = tuple(smoke_reasons(smoke))
         return GateReport(
             Decision.ROLLBACK,
             smoke,
@@ -142,7 +150,7 @@ async def run_gate(
         candidate_outputs=smoke_result.golden_outputs,
         on_progress=progress.advance,
     )
-    why = [f"canary check {c.name} failed: {c.message}" for c in canary.checks if not c.passed]
-    why.append(_canary_reason(canary))
     decision = Decision.PROMOTE if canary.passed else Decision.ROLLBACK
-    return GateReport(decision, smoke, canary, tuple(why), time.perf_counter() - started)
+    return GateReport(
+        decision, smoke, canary, tuple(canary_reasons(canary)), time.perf_counter() - started
+    )

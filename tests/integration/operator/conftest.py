@@ -101,6 +101,21 @@ class RunningOperator:
 OperatorStarter = Callable[..., Awaitable[RunningOperator]]
 
 
+async def launch_operator(
+    connection: kopf.ConnectionInfo,
+    settings: Settings,
+    make_reconciler: Callable[..., Any] | None = None,
+) -> RunningOperator:
+    """Start the real kopf operator in-process and wait until it is ready."""
+    memo = make_memo(settings, connection=connection)
+    if make_reconciler is not None:
+        memo.make_reconciler = make_reconciler
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready))
+    await asyncio.wait_for(ready.wait(), timeout=30)
+    return RunningOperator(memo, stop, task)
+
+
 @pytest.fixture
 async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
     """Start the real kopf operator in-process (as many times as a test needs)."""
@@ -112,15 +127,7 @@ async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
         **overrides: Any,
     ) -> RunningOperator:
         settings = Settings(reconcile_interval_s=interval_s, **overrides)
-        memo = make_memo(settings, connection=kube.connection)
-        if make_reconciler is not None:
-            memo.make_reconciler = make_reconciler
-        stop, ready = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(
-            run_operator(settings, memo=memo, stop_flag=stop, ready_flag=ready)
-        )
-        await asyncio.wait_for(ready.wait(), timeout=30)
-        op = RunningOperator(memo, stop, task)
+        op = await launch_operator(kube.connection, settings, make_reconciler)
         running.append(op)
         return op
 
