@@ -54,6 +54,12 @@ def _kmock_resources(k: kmock.KubernetesEmulator) -> None:
         shortnames={"md"},
         subresources={"status"},
     )
+    k.resources["gateway.networking.k8s.io/v1/httproutes"] = kmock.ResourceInfo(
+        kind="HTTPRoute",
+        singular="httproute",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
 
 
 @pytest.fixture

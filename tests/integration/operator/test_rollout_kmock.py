@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.integration.conftest import ModelRepo
+from tensorgate.metrics.fake import FakeMetricsProvider
+from tests.helpers import eventually
+from tests.integration.conftest import CANDIDATE, GOOD, ModelRepo
 from tests.integration.operator import rollout_scenarios as rs
 from tests.integration.operator.conftest import KubeEnv, OperatorStarter
 from tests.integration.operator.kmock_player import playing
@@ -40,3 +44,41 @@ async def test_rollout_operator_restart_mid_rollout_resumes_from_status(
 ) -> None:
     async with playing(kube):
         await rs.scenario_restart_mid_rollout_resumes(kube, start_operator, model_repo)
+
+
+async def test_rollout_gateway_api_router_weights_the_httproute(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
+) -> None:
+    provider = FakeMetricsProvider({("latency-p99", "canary"): 5.0, ("error-rate", "canary"): 0.0})
+    traffic = {"router": "gateway-api", "parentRefs": [{"name": "public", "namespace": "gw"}]}
+
+    def manifest(version: str) -> dict[str, Any]:
+        doc = model_repo.manifest(version, steps=[50, 100], interval="3s")
+        doc["spec"]["traffic"] = traffic
+        return doc
+
+    route_path = kube.path("gateway.networking.k8s.io/v1", "HTTPRoute", rs.NAME)
+
+    async def weights() -> dict[str, int]:
+        route = await kube.client.get(route_path) or {"spec": {"rules": [{"backendRefs": []}]}}
+        refs = route["spec"]["rules"][0]["backendRefs"]
+        return {r["name"].rsplit("-", 1)[-1]: r["weight"] for r in refs}
+
+    async def canary_at(weight: int) -> dict[str, int] | None:
+        seen = await weights()
+        return seen if seen.get("canary") == weight else None
+
+    async with playing(kube):
+        await start_operator(rs.with_metrics(provider))
+        await kube.apply_md(manifest(GOOD))
+        await rs.wait_phase(kube, "Promoted", version=GOOD)
+        assert await weights() == {"stable": 100, "canary": 0}
+        await kube.apply_md(manifest(CANDIDATE))
+        halfway = await eventually(lambda: canary_at(50), timeout_s=120, what="canary at 50%")
+        assert halfway == {"stable": 50, "canary": 50}
+        await rs.wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=120)
+        assert await weights() == {"stable": 100, "canary": 0}
+    route = await kube.client.get(route_path)
+    assert route is not None
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gw"}]
+    assert route["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
