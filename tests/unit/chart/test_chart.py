@@ -62,7 +62,7 @@ CASES: dict[str, dict[str, Any]] = {
             ],
             "extraEgress": [
                 {
-                    "to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                    "to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}],
                     "ports": [{"port": 8443, "protocol": "TCP"}],
                 }
             ],
