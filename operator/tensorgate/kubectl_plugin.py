@@ -426,6 +426,19 @@ def _report(obj: Mapping[str, Any], what: str) -> None:
     )
 
 
+def _act(
+    name: str,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    timeout_s: float,
+    change: Callable[[Target], dict[str, Any]],
+    what: str,
+) -> None:
+    """Connect, patch the ModelDeployment with ``change``, and say what was asked."""
+    _run(lambda: _report(change(_target(name, namespace, kubeconfig, context, timeout_s)), what))
+
+
 @app.command()
 def promote(
     name: NameArg,
@@ -435,11 +448,14 @@ def promote(
     request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Promote the canary now, skipping the remaining steps."""
-    _run(
-        lambda: _report(
-            _command(_target(name, namespace, kubeconfig, context, request_timeout), "promote"),
-            "promotion requested",
-        )
+    _act(
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        request_timeout,
+        lambda t: _command(t, "promote"),
+        "promotion requested",
     )
 
 
@@ -452,11 +468,14 @@ def abort(
     request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Roll back now: all traffic to stable, the canary removed."""
-    _run(
-        lambda: _report(
-            _command(_target(name, namespace, kubeconfig, context, request_timeout), "abort"),
-            "rollback requested",
-        )
+    _act(
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        request_timeout,
+        lambda t: _command(t, "abort"),
+        "rollback requested",
     )
 
 
@@ -473,11 +492,14 @@ def pause(
     request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Hold the rollout at its current step (sets spec.paused)."""
-    _run(
-        lambda: _report(
-            _set_paused(_target(name, namespace, kubeconfig, context, request_timeout), True),
-            "pause requested",
-        )
+    _act(
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        request_timeout,
+        lambda t: _set_paused(t, True),
+        "pause requested",
     )
 
 
@@ -490,11 +512,14 @@ def resume(
     request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Continue a paused rollout (clears spec.paused)."""
-    _run(
-        lambda: _report(
-            _set_paused(_target(name, namespace, kubeconfig, context, request_timeout), False),
-            "resume requested",
-        )
+    _act(
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        request_timeout,
+        lambda t: _set_paused(t, False),
+        "resume requested",
     )
 
 

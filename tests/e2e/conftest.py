@@ -2,8 +2,8 @@
 
 - ``cluster`` (session): the test cluster of tests/cluster (``up.sh``; torn down at the end
   if this session started it), or any cluster named by ``TENSORGATE_E2E_KUBECONFIG`` (used as
-  is, never started or stopped). With ``CI=true`` missing tools or a cluster that does not come
-  up fail the run; elsewhere they skip with the fix.
+  is, never started or stopped). Missing tools or a cluster that does not come up fail the
+  run, with the fix in the message (never a skip).
 - ``player`` (session): the pod player (tests/cluster/player.py) in a thread, when the cluster
   is kwok-based; on a cluster with real kubelets TF Serving serves for itself.
 - ``operator_identity`` (session): the chart's ServiceAccount, ClusterRole and binding,
@@ -45,7 +45,7 @@ from tests.cluster.player import (
 )
 from tests.helpers import eventually, require
 from tests.integration.conftest import model_repo
-from tests.integration.operator.conftest import KubeEnv, RunningOperator, launch_operator
+from tests.integration.operator.conftest import KubeEnv, RunningOperator, operator_pool
 
 __all__ = ["model_repo"]
 
@@ -323,25 +323,12 @@ OperatorStarter = Callable[..., Awaitable[RunningOperator]]
 @pytest.fixture
 async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
     """The real kopf operator in-process with the ServiceAccount token (as often as needed)."""
-    running: list[RunningOperator] = []
 
-    async def start(
-        make_reconciler: Callable[..., Any] | None = None,
-        interval_s: float = 1.0,
-        namespaces: tuple[str, ...] | None = None,
-    ) -> RunningOperator:
-        settings = Settings(
-            namespaces=namespaces or (kube.namespace,), reconcile_interval_s=interval_s
-        )
-        op = await launch_operator(kube.connection, settings, make_reconciler)
-        running.append(op)
-        return op
+    def settings(interval_s: float = 1.0, namespaces: tuple[str, ...] | None = None) -> Settings:
+        return Settings(namespaces=namespaces or (kube.namespace,), reconcile_interval_s=interval_s)
 
-    try:
+    async with operator_pool(kube.connection, settings) as start:
         yield start
-    finally:
-        for op in running:
-            await op.shutdown()
 
 
 @pytest.fixture

@@ -122,18 +122,18 @@ async def launch_operator(
     return RunningOperator(memo, stop, task)
 
 
-@pytest.fixture
-async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
-    """Start the real kopf operator in-process (as many times as a test needs)."""
+@contextlib.asynccontextmanager
+async def operator_pool(
+    connection: kopf.ConnectionInfo, make_settings: Callable[..., Settings]
+) -> AsyncIterator[OperatorStarter]:
+    """Yields ``start(make_reconciler=None, **settings)``; every operator started is stopped
+    on exit. ``make_settings`` turns the keyword arguments into the operator's Settings."""
     running: list[RunningOperator] = []
 
     async def start(
-        make_reconciler: Callable[..., Any] | None = None,
-        interval_s: float = 0.5,
-        **overrides: Any,
+        make_reconciler: Callable[..., Any] | None = None, **options: Any
     ) -> RunningOperator:
-        settings = Settings(reconcile_interval_s=interval_s, **overrides)
-        op = await launch_operator(kube.connection, settings, make_reconciler)
+        op = await launch_operator(connection, make_settings(**options), make_reconciler)
         running.append(op)
         return op
 
@@ -142,6 +142,17 @@ async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
     finally:
         for op in running:
             await op.shutdown()
+
+
+@pytest.fixture
+async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
+    """Start the real kopf operator in-process (as many times as a test needs)."""
+
+    def settings(interval_s: float = 0.5, **overrides: Any) -> Settings:
+        return Settings(reconcile_interval_s=interval_s, **overrides)
+
+    async with operator_pool(kube.connection, settings) as start:
+        yield start
 
 
 @pytest.fixture
