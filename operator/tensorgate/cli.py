@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from tensorgate.api.manifest_io import load_manifests
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
 
@@ -26,16 +25,18 @@ EXIT_BAD_INPUT = 2
 
 
 def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, document) for every YAML document in the files ('-' is stdin)."""
-    for path in paths:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        for index, doc in enumerate(yaml.safe_load_all(text)):
-            if doc is None:
-                continue
-            where = f"{path}#{index}" if path != "-" else f"<stdin>#{index}"
-            if not isinstance(doc, dict):
-                raise SpecError([f"{where}: a YAML document must be a mapping"])
-            yield where, doc
+    """Yield (where, document) for every YAML document in the files ('-' is stdin).
+
+    Reading is bounded (size, nesting, alias expansion; see ``api.manifest_io``); a problem
+    raises ``SpecError``."""
+    for doc in load_manifests(paths):
+        yield doc.where, doc.body
+
+
+def _bad_input(problems: list[str]) -> typer.Exit:
+    for line in problems:
+        typer.echo(line, err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
 
 
 def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
@@ -49,12 +50,10 @@ def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
                 docs.append(doc)
             except SpecError as exc:
                 problems.extend(f"{where}: {line}" for line in exc.errors)
-    except (OSError, yaml.YAMLError, SpecError) as exc:
-        problems.append(str(exc))
+    except SpecError as exc:
+        problems.extend(exc.errors)
     if problems:
-        for line in problems:
-            typer.echo(line, err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise _bad_input(problems)
     return docs
 
 
@@ -83,10 +82,15 @@ def render(
     objects: list[dict[str, Any]] = []
     for doc in _load_valid(filename):
         objects.extend(render_objects(doc))
-    if output == "json":
-        typer.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
-    else:
-        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+    try:
+        if output == "json":
+            items = {"apiVersion": "v1", "kind": "List", "items": objects}
+            text = json.dumps(items, indent=2, allow_nan=False) + "\n"
+        else:
+            text = yaml.safe_dump_all(objects, sort_keys=False)
+    except (TypeError, ValueError, yaml.YAMLError) as exc:  # a value JSON cannot hold
+        raise _bad_input([f"render: a value cannot be written as {output} ({exc})"]) from None
+    typer.echo(text, nl=False)
 
 
 @app.command()

@@ -9,14 +9,25 @@ same manifests.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Mapping
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 
 from tensorgate.errors import SpecError
 
@@ -31,15 +42,58 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
 
+DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service name: a DNS label that starts with a letter."""
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Secret, ConfigMap, ServiceAccount or RuntimeClass name (at most 253 characters)."""
+CONFIG_MAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+LONGEST_CHILD_SUFFIX = "-canary"
+"""The longest suffix a child object's name gets (``<name>-canary``, ``<name>-stable``)."""
+MAX_NAME_LENGTH = 63 - len(LONGEST_CHILD_SUFFIX)
+URI_PATTERN = r"^(gs://|s3://|pvc://|/)[A-Za-z0-9._~/@%+=,:-]*$"
+"""Characters a model or golden-set URI may hold: nothing that needs quoting in TF Serving's
+model config text (no quotes, backslashes, spaces, braces or control characters)."""
+MAX_URI_LENGTH = 1024
+MAX_QUERY_LENGTH = 4096
+MAX_DURATION_LENGTH = 32
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_DURATION = "168h"
+QUANTITY_PATTERN = (
+    r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]{1,3})?$"
+)
+"""A non-negative Kubernetes resource quantity (``500m``, ``2``, ``1.5Gi``, ``1e3``)."""
+MAX_QUANTITY_LENGTH = 32
+INT64_MAX = 2**63 - 1
+QUERY_PLACEHOLDERS = ("model", "namespace", "track", "interval")
+"""The ``{{name}}`` placeholders a metric query may use (metrics/templates.py fills them)."""
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_QUERY_PATTERN = r"^([^{]|\{[^{]|\{\{\s*(" + "|".join(QUERY_PLACEHOLDERS) + r")\s*\}\})*\{?$"
+"""A query in which every ``{{`` opens one of the allowed placeholders (the CRD's pattern)."""
+
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration_s(text: str) -> float:
     """Parse a Go-style duration (``90s``, ``1m30s``, ``500ms``) into seconds."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h30m)")
+    if len(text) > MAX_DURATION_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(
+            f"invalid duration {short_repr(text)} (expected e.g. 30s, 5m, 1h30m; "
+            f"at most {MAX_DURATION})"
+        )
     return sum(float(n) * _DURATION_UNITS_S[u] for n, u in _DURATION_PART.findall(text))
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 80
+_SHORT.maxother = 80
+_SHORT.maxlevel = 3
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr`` for error messages: a 100 KB string or a deep value stays one line."""
+    return _SHORT.repr(value)
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -63,7 +117,74 @@ class _Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+def _bounded_duration(text: str) -> str:
+    if parse_duration_s(text) > MAX_DURATION_S:
+        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION}")
+    return text
+
+
+Duration = Annotated[
+    str,
+    Strict(),
+    Field(
+        pattern=DURATION_PATTERN,
+        max_length=MAX_DURATION_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"duration(self) <= duration('{MAX_DURATION}')", f"at most {MAX_DURATION}")
+            ]
+        },
+    ),
+    AfterValidator(_bounded_duration),
+]
+Int = Annotated[int, Strict()]
+"""An integer field: ``true``, ``2.0`` and ``"2"`` are refused (the CRD says integer)."""
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+"""A number field: finite; ``true`` is refused."""
+Bool = Annotated[bool, Strict()]
+"""A boolean field: ``"yes"`` and ``1`` are refused."""
+
+
+def _uri(uri: str) -> str:
+    """Allowed schemes, safe characters, no ``..`` segment (model and golden-set URIs)."""
+    if not uri.startswith(URI_SCHEMES):
+        raise ValueError(
+            f"must start with gs://, s3://, pvc:// or / (got {short_repr(uri)}; "
+            "file://, http:// and relative paths are not allowed)"
+        )
+    if not re.fullmatch(URI_PATTERN, uri):
+        bad = sorted({c for c in uri if not re.fullmatch(r"[A-Za-z0-9._~/@%+=,:-]", c)})
+        raise ValueError(
+            f"contains characters that are not allowed in a URI: {short_repr(''.join(bad))} "
+            "(use letters, digits and . _ ~ / @ % + = , : -; percent-encode the rest)"
+        )
+    if ".." in uri.split("/"):
+        raise ValueError(f"must not contain a '..' segment (got {short_repr(uri)})")
+    if uri.startswith("pvc://") and len(uri[len("pvc://") :].split("/", 1)[0]) == 0:
+        raise ValueError("pvc:// needs a claim name: pvc://claim/path")
+    return uri
+
+
+_URI_CEL: list[JsonValue] = [
+    _cel(
+        " || ".join(f"self.startsWith('{s}')" for s in URI_SCHEMES),
+        "must start with gs://, s3://, pvc:// or /",
+    ),
+    _cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain a '..' segment"),
+]
+
+
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if not 0 <= value <= INT64_MAX:
+            raise ValueError(f"must be a quantity >= 0 (got {short_repr(value)})")
+        return value
+    if len(value) > MAX_QUANTITY_LENGTH or not re.fullmatch(QUANTITY_PATTERN, value):
+        raise ValueError(
+            f"not a Kubernetes quantity >= 0 (got {short_repr(value)}; "
+            "expected e.g. 2, 500m, 1.5Gi)"
+        )
+    return value
 
 
 class DType(StrEnum):
@@ -103,28 +224,18 @@ class ModelRef(_Model):
         description="Model base path: gs://bucket/path, s3://bucket/path, pvc://claim/path, "
         "or an absolute path inside the serving image.",
         min_length=1,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    " || ".join(f"self.startsWith('{s}')" for s in URI_SCHEMES),
-                    "must start with gs://, s3://, pvc:// or /",
-                )
-            ]
-        },
+        max_length=MAX_URI_LENGTH,
+        json_schema_extra={"pattern": URI_PATTERN, "x-kubernetes-validations": _URI_CEL},
     )
 
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, uri: str) -> str:
-        if not uri.startswith(URI_SCHEMES):
-            raise ValueError("must start with gs://, s3://, pvc:// or /")
-        if uri.startswith("pvc://") and len(uri[len("pvc://") :].split("/", 1)[0]) == 0:
-            raise ValueError("pvc:// needs a claim name: pvc://claim/path")
-        return uri
+        return _uri(uri)
 
 
 class GPUSpec(_Model):
-    count: int = Field(
+    count: Int = Field(
         default=1,
         ge=0,
         le=64,
@@ -146,12 +257,23 @@ class Toleration(_Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all effects."
     )
-    toleration_seconds: int | None = Field(
+    toleration_seconds: Int | None = Field(
         default=None, description="How long a NoExecute taint is tolerated."
     )
 
 
-Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+Quantity = Annotated[
+    Annotated[int, Strict()] | Annotated[str, Strict()],
+    AfterValidator(_quantity),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+            "maxLength": MAX_QUANTITY_LENGTH,
+        }
+    ),
+]
 
 
 class ResourceRequirements(_Model):
@@ -170,7 +292,7 @@ class ServingSpec(_Model):
         min_length=1,
         description="TF Serving image; use a -gpu tag when gpu.count > 0.",
     )
-    replicas: int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
+    replicas: Int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
     gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPU request per serving pod.")
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels the serving pods must match."
@@ -184,24 +306,32 @@ class ServingSpec(_Model):
         default=None, description="Pod affinity rules, passed through unchanged."
     )
     runtime_class_name: str | None = Field(
-        default=None, description="RuntimeClass for the serving pods (e.g. nvidia)."
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="RuntimeClass for the serving pods (e.g. nvidia).",
     )
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements, description="CPU/memory requests and limits."
     )
     credentials_secret: str | None = Field(
         default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
         description="Secret whose keys become environment variables of the serving container "
         "(e.g. AWS_ACCESS_KEY_ID for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://).",
     )
     service_account_name: str | None = Field(
-        default=None, description="ServiceAccount of the serving pods (workload identity)."
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="ServiceAccount of the serving pods (workload identity).",
     )
 
 
 class TensorSpec(_Model):
     dtype: DType = Field(description="Element type the signature declares.")
-    shape: list[Annotated[int, Field(ge=-1)]] = Field(
+    shape: list[Annotated[int, Strict(), Field(ge=-1)]] = Field(
         min_length=1,
         max_length=8,
         description="Dimensions; -1 is any size. The first dimension is the batch (-1).",
@@ -226,8 +356,18 @@ class ContractSpec(_Model):
 
 
 class ConfigMapKeyRef(_Model):
-    name: str = Field(min_length=1, description="ConfigMap name in the resource's namespace.")
-    key: str = Field(min_length=1, description="binaryData key holding the .npz file.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="ConfigMap name in the resource's namespace.",
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_MAP_KEY_PATTERN,
+        description="binaryData key holding the .npz file.",
+    )
 
 
 class GoldenSetSpec(_Model):
@@ -243,7 +383,10 @@ class GoldenSetSpec(_Model):
     )
     uri: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=MAX_URI_LENGTH,
         description="Location of the labelled .npz (gs://, s3://, pvc://claim/path or a path).",
+        json_schema_extra={"pattern": URI_PATTERN, "x-kubernetes-validations": _URI_CEL},
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
         default=None, description="A ConfigMap key holding the .npz (small sets)."
@@ -257,14 +400,19 @@ class GoldenSetSpec(_Model):
         default=None,
         description="Contract output the predicted class is read from; default: the first.",
     )
-    max_samples: int | None = Field(
+    max_samples: Int | None = Field(
         default=None, ge=1, description="Use at most this many samples (deterministic prefix)."
     )
-    parity_tolerance: float = Field(
+    parity_tolerance: Float = Field(
         default=1e-3,
         ge=0,
         description="Largest allowed |served - expected_<output>| for training/serving parity.",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, uri: str | None) -> str | None:
+        return None if uri is None else _uri(uri)
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:
@@ -274,13 +422,13 @@ class GoldenSetSpec(_Model):
 
 
 class SmokeSpec(_Model):
-    batch_size: int = Field(default=8, ge=2, le=1024, description="The N of the batch-N check.")
-    batch_tolerance: float = Field(
+    batch_size: Int = Field(default=8, ge=2, le=1024, description="The N of the batch-N check.")
+    batch_tolerance: Float = Field(
         default=1e-4,
         ge=0,
         description="Largest allowed difference between a sample scored alone and in a batch.",
     )
-    probability_tolerance: float = Field(
+    probability_tolerance: Float = Field(
         default=1e-3, ge=0, description="Largest allowed |sum(probabilities) - 1| per row."
     )
     timeout: Duration = Field(default="60s", description="Deadline for all smoke calls.")
@@ -326,16 +474,31 @@ class MetricCheck(_Model):
     )
     query: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
         description="PromQL returning one value; templated with {{model}}, {{namespace}}, "
         "{{track}} and {{interval}}.",
+        json_schema_extra={"pattern": _QUERY_PATTERN},
     )
-    min: float | None = Field(default=None, description="Fail when the value is below.")
-    max: float | None = Field(default=None, description="Fail when the value is above.")
-    max_increase_over_stable: float | None = Field(
+    min: Float | None = Field(default=None, description="Fail when the value is below.")
+    max: Float | None = Field(default=None, description="Fail when the value is above.")
+    max_increase_over_stable: Float | None = Field(
         default=None,
         ge=0,
         description="Fail when canary - stable exceeds this (same query on both tracks).",
     )
+
+    @field_validator("query")
+    @classmethod
+    def _placeholders(cls, query: str | None) -> str | None:
+        if query is None:
+            return None
+        unknown = sorted(set(PLACEHOLDER_RE.findall(query)) - set(QUERY_PLACEHOLDERS))
+        if unknown or not re.fullmatch(_QUERY_PATTERN, query):
+            got = ", ".join("{{" + u + "}}" for u in unknown) or "a stray '{{'"
+            allowed = ", ".join("{{" + p + "}}" for p in QUERY_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {short_repr(got)} (allowed: {allowed})")
+        return query
 
     @model_validator(mode="after")
     def _shape(self) -> MetricCheck:
@@ -365,17 +528,17 @@ def _default_metrics() -> list[MetricCheck]:
     ]
 
 
-Step = Annotated[int, Field(ge=1, le=100)]
+Step = Annotated[int, Strict(), Field(ge=1, le=100)]
 
 
 class AnalysisSpec(_Model):
-    max_accuracy_drop: float = Field(
+    max_accuracy_drop: Float = Field(
         default=0.02,
         ge=0,
         le=1,
         description="Largest accepted accuracy loss vs stable (non-inferiority margin).",
     )
-    confidence: float = Field(
+    confidence: Float = Field(
         default=0.95,
         ge=0.5,
         lt=1,
@@ -399,7 +562,7 @@ class AnalysisSpec(_Model):
     interval: Duration = Field(
         default="60s", description="Time at each step before its metric checks are judged."
     )
-    failure_limit: int = Field(
+    failure_limit: Int = Field(
         default=1, ge=1, le=100, description="Failed checks that trigger a rollback."
     )
     readiness_timeout: Duration = Field(
@@ -446,7 +609,7 @@ class TrafficSpec(_Model):
 
 
 class RollbackSpec(_Model):
-    automatic: bool = Field(
+    automatic: Bool = Field(
         default=True,
         description="Roll back as soon as a check fails; false pauses for a human instead.",
     )
@@ -471,7 +634,7 @@ class ModelDeploymentSpec(_Model):
     rollback: RollbackSpec = Field(
         default_factory=RollbackSpec, description="What happens when a check fails."
     )
-    paused: bool = Field(default=False, description="Hold the rollout at its current step.")
+    paused: Bool = Field(default=False, description="Hold the rollout at its current step.")
 
     @model_validator(mode="after")
     def _cross_fields(self) -> ModelDeploymentSpec:
@@ -508,6 +671,7 @@ _EXPECTED = {
     "list_type": "a list",
     "model_type": "a mapping",
     "extra_forbidden": "no such field",
+    "finite_number": "a finite number",
 }
 
 
@@ -572,10 +736,13 @@ def _format_error(err: Mapping[str, Any], root: str) -> str:
     if err["type"] == "missing":
         return f"{path}: required field is missing (expected {_expected(err)})"
     if err["type"] == "extra_forbidden":
-        return f"{path}: unknown field (got {err['input']!r}; remove it or check the spelling)"
+        return (
+            f"{path}: unknown field (got {short_repr(err['input'])}; "
+            "remove it or check the spelling)"
+        )
     got = err.get("input")
     what = _WHAT.get(err["type"], str(err["msg"]).lower())
-    return f"{path}: {what} (got {got!r}; expected {_expected(err)})"
+    return f"{path}: {what} (got {short_repr(got)}; expected {_expected(err)})"
 
 
 def format_validation_error(exc: ValidationError, root: str = "spec") -> list[str]:
@@ -593,16 +760,50 @@ def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         raise SpecError(format_validation_error(exc)) from exc
 
 
+def metadata_problems(meta: Any) -> list[str]:
+    """What is wrong with a manifest's ``metadata`` (name, namespace), one line each.
+
+    The name becomes the Service ``<name>`` and the Deployments and Services
+    ``<name>-stable`` / ``<name>-canary``: a DNS-1035 label of at most 63 characters each.
+    """
+    if not isinstance(meta, Mapping):
+        return [f"metadata: must be a mapping with a name (got {short_repr(meta)})"]
+    problems: list[str] = []
+    name = meta.get("name")
+    if not isinstance(name, str) or not re.fullmatch(DNS_1035_LABEL_PATTERN, name):
+        problems.append(
+            f"metadata.name: got {short_repr(name)}; expected a DNS label that starts with a "
+            "letter (lower-case letters, digits and '-'), such as 'mnist'"
+        )
+    elif len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} (the operator "
+            f"names child objects <name>{LONGEST_CHILD_SUFFIX}, which must fit 63)"
+        )
+    namespace = meta.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str)
+        or len(namespace) > 63
+        or not re.fullmatch(DNS_LABEL_PATTERN, namespace)
+    ):
+        problems.append(
+            f"metadata.namespace: got {short_repr(namespace)}; expected a DNS label such as 'ml'"
+        )
+    return problems
+
+
 def parse_resource(body: Mapping[str, Any]) -> ModelDeploymentSpec:
     """Parse a whole ModelDeployment manifest (apiVersion, kind, metadata, spec)."""
+    if not isinstance(body, Mapping):
+        raise SpecError([f"a manifest must be a mapping (got {type(body).__name__})"])
     problems: list[str] = []
     if body.get("apiVersion") != API_VERSION:
-        problems.append(f"apiVersion: got {body.get('apiVersion')!r}; expected {API_VERSION!r}")
+        problems.append(
+            f"apiVersion: got {short_repr(body.get('apiVersion'))}; expected {API_VERSION!r}"
+        )
     if body.get("kind") != KIND:
-        problems.append(f"kind: got {body.get('kind')!r}; expected {KIND!r}")
-    name = (body.get("metadata") or {}).get("name")
-    if not name or not re.fullmatch(DNS_LABEL_PATTERN, str(name)):
-        problems.append(f"metadata.name: got {name!r}; expected a DNS label such as 'mnist'")
+        problems.append(f"kind: got {short_repr(body.get('kind'))}; expected {KIND!r}")
+    problems.extend(metadata_problems(body.get("metadata")))
     try:
         spec = parse_spec(body.get("spec"))
     except SpecError as exc:

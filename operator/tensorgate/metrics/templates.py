@@ -40,18 +40,17 @@ built-ins select them with ``{__name__="..."}``, which every PromQL version pars
 
 from __future__ import annotations
 
-import re
-
-from tensorgate.api.spec import BuiltinMetric
+from tensorgate.api.spec import PLACEHOLDER_RE, QUERY_PLACEHOLDERS, BuiltinMetric
 from tensorgate.errors import ConfigError
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
 OK_STATUS = "OK"
-PLACEHOLDERS = ("model", "namespace", "track", "interval")
+PLACEHOLDERS = QUERY_PLACEHOLDERS
+"""The allowed placeholders; the spec's validator rejects any other (``{{modle}}``)."""
 MIN_RANGE_S = 1
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_PLACEHOLDER = PLACEHOLDER_RE
 
 ERROR_RATE_TEMPLATE = (
     '(sum(rate({__name__="' + REQUEST_COUNT + '",namespace="{{namespace}}",'

@@ -270,15 +270,34 @@ def models_config_key(version: str) -> str:
 
 
 def models_config(model: ModelRef) -> str:
-    """TF Serving model server config that serves exactly one version."""
+    """TF Serving model server config that serves exactly one version.
+
+    TF Serving parses it with protobuf's ``TextFormat`` (``util/proto_util.h``); every string
+    is written as an escaped text-format literal (``"``, ``\\``, newlines and every byte
+    outside printable ASCII as octal escapes), and the version as an integer, so no value can
+    close its string and inject another ``config { ... }`` even if validation were bypassed.
+    """
+
+    def literal(text: str) -> str:
+        out = []
+        for byte in text.encode("utf-8"):
+            if byte in (0x22, 0x5C):  # " and \
+                out.append("\\" + chr(byte))
+            elif 0x20 <= byte < 0x7F:
+                out.append(chr(byte))
+            else:
+                out.append(f"\\{byte:03o}")
+        return '"' + "".join(out) + '"'
+
     base_path, _, _ = _model_path(model)
+    version = int(model.version)  # digits only (the spec's pattern); int() refuses the rest
     return (
         "model_config_list {\n"
         "  config {\n"
-        f'    name: "{model.name}"\n'
-        f'    base_path: "{base_path}"\n'
+        f"    name: {literal(model.name)}\n"
+        f"    base_path: {literal(base_path)}\n"
         '    model_platform: "tensorflow"\n'
-        f"    model_version_policy {{ specific {{ versions: {model.version} }} }}\n"
+        f"    model_version_policy {{ specific {{ versions: {version} }} }}\n"
         "  }\n"
         "}\n"
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
 from typing import Any
 
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError
+from tensorgate.gate.golden import read_golden_file
 from tensorgate.platform.base import Body
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
@@ -163,7 +163,7 @@ class KubernetesPlatform:
                 "(configMapRef) or a path mounted into its pod; remote URIs are not fetched"
             )
         try:
-            return await asyncio.to_thread(Path(uri).read_bytes)
+            return await asyncio.to_thread(read_golden_file, uri)
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {uri!r}: {exc}") from exc
 

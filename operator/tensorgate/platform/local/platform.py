@@ -22,6 +22,7 @@ import httpx
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, ServingError
+from tensorgate.gate.golden import read_golden_file
 from tensorgate.platform.base import Body
 
 logger = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class LocalPlatform:
         if golden.uri is None:
             raise ConfigError("spec.goldenSet.configMapRef: needs a cluster; use uri: /path.npz")
         try:
-            return local_path(golden.uri).read_bytes()
+            return read_golden_file(local_path(golden.uri))
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {golden.uri!r}: {exc}") from exc
 
