@@ -12,6 +12,7 @@ import yaml
 from tensorgate.api.manifest_io import load_manifests
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
+from tensorgate.redact import redact
 
 app = typer.Typer(
     name="tensorgate",
@@ -35,7 +36,7 @@ def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _bad_input(problems: list[str]) -> typer.Exit:
     for line in problems:
-        typer.echo(line, err=True)
+        typer.echo(redact(line), err=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -172,8 +173,10 @@ def rollout(
         if not as_json:
             checks = f"  [{'; '.join(e.checks)}]" if e.checks else ""
             err.print(
-                f"{e.at_s:7.1f}s  v{e.version:<4} {e.phase:<13} {e.weight:>3}%  "
-                f"{e.message}{checks}",
+                redact(
+                    f"{e.at_s:7.1f}s  v{e.version:<4} {e.phase:<13} {e.weight:>3}%  "
+                    f"{e.message}{checks}"
+                ),
                 markup=False,
                 highlight=False,
             )
@@ -185,12 +188,9 @@ def rollout(
             )
         )
     except SpecError as exc:
-        for line in exc.errors:
-            typer.echo(line, err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
+        raise _bad_input(exc.errors) from exc
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
+        raise _bad_input([str(exc)]) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

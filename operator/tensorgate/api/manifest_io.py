@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.cyaml import CParser  # type: ignore[attr-defined]
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from tensorgate.api.spec import INT64_MAX
@@ -67,6 +67,12 @@ class Document:
     body: dict[str, Any]
 
 
+def _describe(node: Node) -> str:
+    if isinstance(node, ScalarNode):
+        return repr(str(node.value)[:40])
+    return "a list" if isinstance(node, SequenceNode) else "a mapping"
+
+
 class _Constructor(SafeConstructor):
     """SafeConstructor reduced to JSON's values, with the checks Kubernetes would make."""
 
@@ -86,7 +92,7 @@ class _Constructor(SafeConstructor):
                 raise ConstructorError(
                     None,
                     None,
-                    f"mapping key {str(key_node.value)[:40]!r} is not a string (quote it)",
+                    f"mapping key {_describe(key_node)} is not a string (quote it)",
                     key_node.start_mark,
                 )
             if position >= merged and key in written:

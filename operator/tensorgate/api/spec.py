@@ -30,6 +30,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict, JsonValue
 
 from tensorgate.errors import SpecError
+from tensorgate.redact import redact
 
 GROUP = "tensorgate.dev"
 VERSION = "v1alpha1"
@@ -92,8 +93,9 @@ _SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
 
 
 def short_repr(value: Any) -> str:
-    """A bounded ``repr`` for error messages: a 100 KB string or a deep value stays one line."""
-    return _SHORT.repr(value)
+    """A bounded ``repr`` for error messages: a 100 KB string or a deep value stays one line,
+    and a password in a URL is masked."""
+    return redact(_SHORT.repr(value))
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -151,6 +153,11 @@ def _uri(uri: str) -> str:
         raise ValueError(
             f"must start with gs://, s3://, pvc:// or / (got {short_repr(uri)}; "
             "file://, http:// and relative paths are not allowed)"
+        )
+    if uri.startswith(("gs://", "s3://", "pvc://")) and "@" in uri.split("/")[2]:
+        raise ValueError(
+            "must not hold credentials (user:password@); put them in a Secret and name it in "
+            "serving.credentialsSecret"
         )
     if not re.fullmatch(URI_PATTERN, uri):
         bad = sorted({c for c in uri if not re.fullmatch(r"[A-Za-z0-9._~/@%+=,:-]", c)})
@@ -702,6 +709,15 @@ def _path(loc: tuple[int | str, ...], root: str) -> str:
     return ".".join(parts)
 
 
+_PATTERN_NAMES = {
+    DNS_SUBDOMAIN_PATTERN: "a DNS subdomain such as 'gcs-key' (lower-case letters, digits, "
+    "'-' and '.')",
+    DNS_LABEL_PATTERN: "a DNS label such as 'mnist' (lower-case letters, digits and '-')",
+    DURATION_PATTERN: "a duration such as 30s, 5m or 1h30m",
+    CONFIG_MAP_KEY_PATTERN: "a ConfigMap key such as 'golden.npz' (letters, digits, '-', '_', '.')",
+}
+
+
 def _expected(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     kind = err["type"]
@@ -719,6 +735,10 @@ def _expected(err: Mapping[str, Any]) -> str:
         return f"one of {ctx.get('expected')}"
     if kind == "literal_error":
         return f"one of {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_NAMES:
+        return _PATTERN_NAMES[str(ctx.get("pattern"))]
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":
         return f"a string matching {ctx.get('pattern')}"
     if kind in {"too_short", "string_too_short"}:
@@ -742,7 +762,10 @@ def _format_error(err: Mapping[str, Any], root: str) -> str:
         )
     got = err.get("input")
     what = _WHAT.get(err["type"], str(err["msg"]).lower())
-    return f"{path}: {what} (got {short_repr(got)}; expected {_expected(err)})"
+    hint = ""
+    if isinstance(got, bool) and err["type"] in {"int_type", "float_type", "string_type"}:
+        hint = "; YAML reads yes/no/on/off/true/false as booleans: quote it or use a number"
+    return f"{path}: {what} (got {short_repr(got)}; expected {_expected(err)}{hint})"
 
 
 def format_validation_error(exc: ValidationError, root: str = "spec") -> list[str]:
