@@ -36,7 +36,7 @@ def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _bad_input(problems: list[str]) -> typer.Exit:
     for line in problems:
-        typer.echo(redact(line), err=True)
+        typer.echo(redact(line).replace("\n", "\\n"), err=True)  # one problem, one line
     return typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     Strict,
     ValidationError,
     field_validator,
@@ -181,7 +182,12 @@ _URI_CEL: list[JsonValue] = [
 ]
 
 
-def _quantity(value: int | str) -> int | str:
+def _quantity(value: Any) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(
+            f"must be a quantity: an integer or a string such as 500m or 1.5Gi "
+            f"(got {short_repr(value)})"
+        )
     if isinstance(value, int):
         if not 0 <= value <= INT64_MAX:
             raise ValueError(f"must be a quantity >= 0 (got {short_repr(value)})")
@@ -270,8 +276,8 @@ class Toleration(_Model):
 
 
 Quantity = Annotated[
-    Annotated[int, Strict()] | Annotated[str, Strict()],
-    AfterValidator(_quantity),
+    int | str,
+    PlainValidator(_quantity, json_schema_input_type=int | str),
     Field(
         json_schema_extra={
             "x-kubernetes-int-or-string": True,
@@ -704,6 +710,8 @@ def _path(loc: tuple[int | str, ...], root: str) -> str:
             parts[-1] += f"[{item}]"
         elif item in {"function-after", "function-before"} or "[" in str(item):
             continue
+        elif not re.fullmatch(r"[A-Za-z0-9_./-]{1,63}", str(item)):
+            parts[-1] += f"[{short_repr(item)}]"  # a key with spaces, newlines, 100 KB...
         else:
             parts.append(str(item))
     return ".".join(parts)
@@ -770,7 +778,8 @@ def _format_error(err: Mapping[str, Any], root: str) -> str:
 
 def format_validation_error(exc: ValidationError, root: str = "spec") -> list[str]:
     """One line per problem: ``spec.field.path: what is wrong (got X; expected Y)``."""
-    return [_format_error(e, root) for e in exc.errors(include_url=False)]
+    lines = [_format_error(e, root) for e in exc.errors(include_url=False)]
+    return list(dict.fromkeys(lines))  # a union's branches can report the same line twice
 
 
 def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -781,6 +790,9 @@ def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         return ModelDeploymentSpec.model_validate(dict(spec))
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc)) from exc
+
+
+TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
 def metadata_problems(meta: Any) -> list[str]:
@@ -827,6 +839,12 @@ def parse_resource(body: Mapping[str, Any]) -> ModelDeploymentSpec:
     if body.get("kind") != KIND:
         problems.append(f"kind: got {short_repr(body.get('kind'))}; expected {KIND!r}")
     problems.extend(metadata_problems(body.get("metadata")))
+    for key in body:
+        if key not in TOP_LEVEL_FIELDS:
+            problems.append(
+                f"top-level field {short_repr(key)}: unknown (expected only "
+                f"{', '.join(TOP_LEVEL_FIELDS)}; check the indentation)"
+            )
     try:
         spec = parse_spec(body.get("spec"))
     except SpecError as exc:
