@@ -181,7 +181,7 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 
 OUTCOMES: Counter[str] = Counter()
 _FIELD = re.compile(
-    r"^<stdin>(#\d+)?: (spec[.:\[]|metadata|apiVersion|kind|not valid YAML|a YAML document|a manifest|top-level field)"
+    r"^<stdin>(#\d+)?: (spec[.:\[]|metadata|apiVersion|kind|not valid YAML|a YAML document|a manifest|top-level field|not UTF-8|more than)"
 )
 
 
@@ -189,8 +189,11 @@ _FIELD = re.compile(
 def _enough_examples() -> Iterator[None]:
     yield
     print(f"\nbad-input fuzz outcomes: {dict(OUTCOMES)}")  # the README's figures (pytest -s)
-    assert sum(OUTCOMES.values()) >= 1000, OUTCOMES
-    assert OUTCOMES["works"] >= 100 and OUTCOMES["exit 2"] >= 500, OUTCOMES
+    if OUTCOMES["works"] + OUTCOMES["exit 2"]:  # that test ran (not deselected with -k)
+        assert OUTCOMES["works"] + OUTCOMES["exit 2"] >= 1000, OUTCOMES
+        assert OUTCOMES["works"] >= 100 and OUTCOMES["exit 2"] >= 500, OUTCOMES
+    if OUTCOMES["text: works"] + OUTCOMES["text: exit 2"]:
+        assert OUTCOMES["text: works"] + OUTCOMES["text: exit 2"] >= TEXT_EXAMPLES, OUTCOMES
 
 
 @settings(
@@ -221,5 +224,53 @@ def test_mutated_manifest_works_or_exits_2_naming_a_field(doc: dict[str, Any]) -
     lines = checked.stderr.splitlines()
     assert lines and checked.stdout == ""
     for line in lines:
+        assert _FIELD.match(line), line
+        assert len(line) <= MAX_LINE, line[:300]
+
+
+TEXT_EXAMPLES = 300
+NASTY_TEXT = [
+    "&a ", "*a", "<<: *a\n", "!!binary ", "!!python/name:os.system ", "---\n", "...\n", "? ",
+    "{", "}", "[", "]", ": ", "- ", "|\n", ">\n", "#", "%YAML 1.1\n", "\t", "\x00", "\ufeff",
+    "'", '"', "\\", "\n", "  ", "9" * 500, ".nan", "2024-01-01", "0o777", "=", "~", "@", "`",
+]  # fmt: skip
+GOOD_TEXT = yaml.safe_dump(BASE, sort_keys=False)
+
+
+@st.composite
+def garbled(draw: st.DrawFn) -> bytes:
+    text = GOOD_TEXT
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(text)))
+        cut = draw(st.integers(min_value=0, max_value=8))
+        piece = draw(st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=6)))
+        text = text[:at] + piece + text[at + cut :]
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()) and data:  # a stray byte that is not UTF-8
+        at = draw(st.integers(min_value=0, max_value=len(data) - 1))
+        data = data[:at] + bytes([draw(st.integers(min_value=0x80, max_value=0xFF))]) + data[at:]
+    return data
+
+
+@settings(
+    max_examples=TEXT_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=garbled())
+def test_garbled_yaml_text_works_or_exits_2(data: bytes) -> None:
+    """Byte-level damage to a good file (YAML syntax, anchors, tags, NUL, BOM, bad UTF-8)."""
+    result = runner.invoke(COMMAND, ["render", "-o", "json", "-f", "-"], input=data)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code in (0, 2), result.output
+    OUTCOMES[f"text: {'works' if result.exit_code == 0 else 'exit 2'}"] += 1
+    if result.exit_code == 0:
+        json.loads(result.stdout)
+        return
+    for line in result.stderr.splitlines():
         assert _FIELD.match(line), line
         assert len(line) <= MAX_LINE, line[:300]
