@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ from typer.testing import CliRunner
 
 from tensorgate.api.spec import ModelRef
 from tensorgate.cli import app
+from tensorgate.metrics.templates import render as render_query
 from tensorgate.platform.kubernetes.manifests import models_config
 from tensorgate.redact import redact
 
@@ -33,6 +38,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "tensorgate"
 TIMEOUT_S = 60
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 MAX_MESSAGE_BYTES = 2048
+MAX_RSS_BYTES = 128 * 1024**2
 runner = CliRunner()
 
 # file -> a fragment every error report must hold (None: the file is fine and renders)
@@ -82,16 +88,42 @@ def _limit_memory() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(CONSOLE_SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        preexec_fn=_limit_memory,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        check=False,
-    )
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    max_rss_bytes: int
+
+
+def _run(*args: str) -> Run:
+    """The console script in a child with a deadline; its own peak RSS from ``wait4``."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [str(CONSOLE_SCRIPT), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            preexec_fn=_limit_memory,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        timer = threading.Timer(TIMEOUT_S, child.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            timer.cancel()
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        assert not killed, f"{args} ran past {TIMEOUT_S} s (or out of memory)"
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            child.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            usage.ru_maxrss * 1024,  # Linux reports KiB
+        )
 
 
 def test_corpus_table_lists_every_fixture() -> None:
@@ -106,6 +138,7 @@ def test_corpus_file_through_console_script(name: str) -> None:
     result = _run("validate", "-f", str(path))
     fragment = EXPECTED[name]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.max_rss_bytes < MAX_RSS_BYTES, result.max_rss_bytes
     if fragment is None:
         assert result.returncode == 0, result.stderr
         return
@@ -214,3 +247,18 @@ def test_redact_masks_dsn_and_url_passwords() -> None:
     assert (
         redact("gs://bucket/path@v2 and sqlite:///x.db") == "gs://bucket/path@v2 and sqlite:///x.db"
     )
+
+
+def test_query_template_escapes_label_values() -> None:
+    """A value that tries to close its label matcher stays inside the quoted string."""
+    evil = 'a"} or vector(1) or up{b="\n\\'
+    query = render_query(
+        'sum(x{model="{{model}}",track="{{track}}"})',
+        model=evil,
+        namespace="ml",
+        track="canary",
+        interval_s=60,
+    )
+    assert query == 'sum(x{model="a\\"} or vector(1) or up{b=\\"\\n\\\\",track="canary"})'
+    unescaped = query.replace("\\\\", "").replace('\\"', "")
+    assert unescaped.count('"') == 4  # two matchers, two quotes each: nothing broke out

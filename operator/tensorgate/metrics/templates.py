@@ -80,8 +80,9 @@ def promql_range(interval_s: float) -> str:
 
 
 def _label_value(text: str) -> str:
-    """Escape a value for use inside a double-quoted PromQL label matcher."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Escape a value for use inside a double-quoted PromQL label matcher (backslash, quote
+    and line breaks), so it cannot close the string and add ``or vector(1)``."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 
 
 def placeholders(template: str) -> set[str]:
