@@ -110,7 +110,10 @@ def run(
     ledger_dsn: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between re-checks.")] = 5.0,
+    interval: Annotated[
+        float,
+        typer.Option(help="Resync: the longest an idle resource goes without a decision (s)."),
+    ] = 600.0,
     log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:

@@ -20,8 +20,9 @@ class Settings:
     """Prometheus for metric checks with provider prometheus."""
     ledger_dsn: str | None = None
     """SQLAlchemy URL of the decision ledger; None disables the ledger."""
-    reconcile_interval_s: float = 5.0
-    """How often every resource is re-checked (timers), besides watch events."""
+    reconcile_interval_s: float = 600.0
+    """Resync: the longest an idle resource goes without a decision. Everything else is
+    driven by watch events and by the wait each decision asks for."""
     request_timeout_s: float = 10.0
     retries: int = 3
     log_format: str = "plain"
