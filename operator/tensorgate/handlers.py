@@ -1,15 +1,16 @@
 """kopf handlers: thin. One driver per object runs ``Reconciler.reconcile`` one decision at a
 time and writes each decision's status before the next.
 
-- ``driver`` (a kopf daemon, one per ModelDeployment): read the object, decide, execute, patch
+- ``drive`` (one asyncio task per ModelDeployment, started by its first watch event; no kopf
+  daemon, since kopf's daemons need a finalizer): read the object, decide, execute, patch
   status with its ``resourceVersion`` (a conflict re-reads and decides again), post the Event,
   write the ledger and the gauges; then sleep what the engine asked (``requeue_s``), or until
   woken, or the resync interval for an idle object.
 - ``wake`` (watch events of the object): a change of spec, metadata or someone else's status
   wakes the driver at once; a new command annotation also cancels a check in progress, so a
   command acts within moments whatever the rollout is doing.
-- ``forget`` (deletion, no finalizer: the garbage collector removes the children): drop the
-  object's gauges, its wake-up state and its entry in every per-object table.
+- on deletion (no finalizer: the garbage collector removes the children), ``wake`` drops the
+  object's gauges and its per-object state.
 
 Registered into an explicit registry (no module globals), so tests can run several operators
 in one process.
@@ -59,6 +60,7 @@ class ObjectState:
     command: asyncio.Event = field(default_factory=asyncio.Event)
     written: str | None = None  # resourceVersion of the driver's own last status write
     edge_failures: int = 0
+    driver: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -76,8 +78,16 @@ class OperatorMemo:
     def forget(self, uid: str) -> None:
         objects: dict[str, ObjectState] = self.state.setdefault("objects", {})
         state = objects.pop(uid, None)
-        if state is not None:
-            state.wake.set()
+        if state is not None and state.driver is not None:
+            state.driver.cancel()
+
+    async def stop_drivers(self) -> None:
+        objects: dict[str, ObjectState] = self.state.setdefault("objects", {})
+        tasks = [s.driver for s in objects.values() if s.driver is not None]
+        objects.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +153,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
+        await memo.stop_drivers()
         server = memo.state.pop("metrics_server", None)
         if server is not None:
             server.stop()
@@ -160,68 +171,59 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         return info
 
     @kopf.on.event(*resource, registry=registry, id="wake")
-    def wake(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
+    async def wake(event: kopf.RawEvent, memo: Any, logger: Any, **_: Any) -> None:
         obj = event.get("object") or {}
         meta = obj.get("metadata") or {}
-        state = memo.object(_uid(meta))
+        uid = _uid(meta)
+        if event.get("type") == "DELETED":
+            # No finalizer: the garbage collector removes the children; we drop our state.
+            DEFAULT_METRICS.forget(str(meta.get("namespace") or "default"), str(meta.get("name")))
+            memo.forget(uid)
+            return
+        state: ObjectState = memo.object(uid)
+        if state.driver is None or state.driver.done():
+            await ensure_reconciler(memo)
+            path = object_path(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "ModelDeployment",
+                    "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+                }
+            )
+            state.driver = asyncio.create_task(drive(memo, state, path, logger))
+            return
         if meta.get("resourceVersion") and meta.get("resourceVersion") == state.written:
             return  # the driver's own write: nothing new
         if _has_new_command(obj):
             state.command.set()
         state.wake.set()
 
-    @kopf.on.delete(*resource, registry=registry, id="forget", optional=True)
-    def forget(meta: kopf.Meta, memo: Any, **_: Any) -> None:
-        DEFAULT_METRICS.forget(str(meta.get("namespace") or "default"), str(meta.get("name")))
-        memo.forget(_uid(meta))
 
-    @kopf.daemon(*resource, registry=registry, id="driver", cancellation_timeout=2.0)
-    async def driver(
-        meta: kopf.Meta, stopped: kopf.DaemonStopped, memo: Any, logger: Any, **_: Any
-    ) -> None:
-        await ensure_reconciler(memo)
-        uid = _uid(meta)
-        path = object_path(
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ModelDeployment",
-                "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-            }
-        )
-        resync_s = memo.settings.reconcile_interval_s
-        while not stopped:
-            state: ObjectState = memo.object(uid)
-            state.wake.clear()
-            try:
-                requeue = await drive_once(memo, state, path, logger)
-                state.edge_failures = 0
-            except ConfigError as exc:  # not retried until the object changes
-                logger.error("cannot reconcile: %s", exc)
-                requeue = None
-            except EdgeError as exc:
-                delay = EDGE_BACKOFF_S[min(state.edge_failures, len(EDGE_BACKOFF_S) - 1)]
-                state.edge_failures += 1
-                logger.warning("edge error, retrying in %.0fs: %s", delay, exc)
-                requeue = delay
-            if requeue is not None and requeue <= 0:
-                continue
-            await _sleep(state, stopped, resync_s if requeue is None else min(requeue, resync_s))
-
-
-async def _sleep(state: ObjectState, stopped: kopf.DaemonStopped, timeout_s: float) -> None:
-    """Until woken, stopped, or ``timeout_s`` passed."""
-
-    async def until_stopped() -> None:
-        await stopped.wait()
-
-    waiters = [asyncio.ensure_future(state.wake.wait()), asyncio.ensure_future(until_stopped())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
+async def drive(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
+    """The driver of one object: decide, write, sleep what the engine asked, or until woken
+    (at most the resync interval). Never raises: errors back off and are retried."""
+    resync_s = memo.settings.reconcile_interval_s
+    while True:
+        state.wake.clear()
+        try:
+            requeue = await drive_once(memo, state, path, logger)
+            state.edge_failures = 0
+        except ConfigError as exc:  # not retried until the object changes
+            logger.error("cannot reconcile: %s", exc)
+            requeue = None
+        except EdgeError as exc:
+            delay = EDGE_BACKOFF_S[min(state.edge_failures, len(EDGE_BACKOFF_S) - 1)]
+            state.edge_failures += 1
+            logger.warning("edge error, retrying in %.0fs: %s", delay, exc)
+            requeue = delay
+        except Exception:
+            logger.exception("unexpected error in the driver, retrying in 30s")
+            requeue = 30.0
+        if requeue is not None and requeue <= 0:
+            continue
+        timeout_s = resync_s if requeue is None else min(requeue, resync_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.wake.wait(), timeout=timeout_s)
 
 
 async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> float | None:
@@ -248,11 +250,11 @@ async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> f
     old = dict(fresh.get("status") or {})
     changes = status_patch(old, outcome.status)
     if changes:
-        written = await _write_status(client, path, fresh, changes)
-        if written is None:
+        is_written, version = await _write_status(client, path, fresh, changes)
+        if not is_written:
             logger.info("status changed under us (resourceVersion conflict): deciding again")
             return 0
-        state.written = written
+        state.written = version
         await record(memo, fresh, old, outcome, logger)
     for event in outcome.events:
         logger.info("%s: %s", event.reason, event.message)
@@ -262,9 +264,9 @@ async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> f
 
 async def _write_status(
     client: KubeClient, path: str, fresh: dict[str, Any], changes: dict[str, Any]
-) -> str | None:
-    """Patch status if nobody wrote it since ``fresh`` was read; the new resourceVersion, or
-    None on a conflict. A write of spec or metadata alone (a command, a label) is no
+) -> tuple[bool, str | None]:
+    """Patch status if nobody wrote it since ``fresh`` was read: (written, the new
+    resourceVersion); (False, None) on a conflict. A write of spec or metadata alone (a command, a label) is no
     conflict for a decision already taken: it is written, and the next decision sees it."""
 
     async def patch(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -281,14 +283,15 @@ async def _write_status(
             raise
         again = await client.get(path)
         if again is None or (again.get("status") or {}) != (fresh.get("status") or {}):
-            return None
+            return False, None
         try:
             done = await patch(again)
         except KubeAPIError as retry_exc:
             if retry_exc.status != 409:
                 raise
-            return None
-    return str(((done or {}).get("metadata") or {}).get("resourceVersion") or "") or None
+            return False, None
+    version = ((done or {}).get("metadata") or {}).get("resourceVersion")
+    return True, str(version) if version else None
 
 
 async def record(
