@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tensorgate.api.spec import API_VERSION, KIND, parse_resource
-from tensorgate.platform.kubernetes.manifests import models_config_key
 from tensorgate.errors import KubeAPIError
+from tensorgate.platform.kubernetes.manifests import models_config_key
 from tests.helpers import eventually
 from tests.integration.operator.conftest import KubeEnv
 
