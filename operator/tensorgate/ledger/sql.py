@@ -44,7 +44,7 @@ from tensorgate.ledger.base import (
     TransitionPlan,
     plan_transition,
 )
-from tensorgate.ledger.durable import DurableLedger
+from tensorgate.ledger.durable import DEFAULT_RETRY_S, DurableLedger
 from tensorgate.ledger.models import GateResultRow, PhaseChangeRow, Rollout
 
 logger = logging.getLogger(__name__)
@@ -100,13 +100,13 @@ def make_engine(dsn: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
     )
 
 
-def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration (``upgrade head``), configured in code."""
+def migrate(engine: Engine, target: str = "head") -> None:
+    """Apply the Alembic migrations up to ``target`` (default: all), configured in code."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
         connection.commit()
 
 
@@ -379,9 +379,10 @@ async def open_ledger(
     retries: int = 3,
     spool_dir: str | Path | None = None,
     registry: CollectorRegistry | None = None,
+    retry_s: float = DEFAULT_RETRY_S,
 ) -> DurableLedger:
     """The operator's ledger: :func:`open_sql_ledger` behind the outbox of
     :class:`~tensorgate.ledger.durable.DurableLedger` (kept in memory, and in ``spool_dir``
     when given, so it survives a restart; its metrics go to ``registry`` when given)."""
     inner = await open_sql_ledger(dsn, timeout_s=timeout_s, retries=retries)
-    return await DurableLedger.open(inner, spool_dir=spool_dir, registry=registry)
+    return await DurableLedger.open(inner, spool_dir=spool_dir, registry=registry, retry_s=retry_s)
