@@ -206,7 +206,8 @@ class DurableLedger:
         ledger._load_spool()
         if ledger._queue:
             logger.info("ledger outbox: replaying %s spooled transition(s)", len(ledger._queue))
-            await ledger.flush()
+            if not await ledger.flush():
+                ledger._ensure_retrying()
         return ledger
 
     # -- the queue and its spool --------------------------------------------------------
@@ -337,7 +338,10 @@ class DurableLedger:
     async def _retry(self) -> None:
         while self._queue:
             await asyncio.sleep(self.retry_s)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # e.g. the spool's disk is full: keep trying, loudly
+                logger.exception("ledger outbox: flush failed, retrying in %ss", self.retry_s)
 
     # -- Ledger -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from tensorgate.ledger.durable import SPOOL_FILE, DurableLedger
@@ -20,6 +21,8 @@ from tensorgate.ledger.sql import open_ledger, open_sql_ledger
 from tests.helpers import eventually
 from tests.integration.ledger.conftest import RestartablePostgres
 from tests.unit.ledger.scenario import NAME, NAMESPACE, Status, full_story
+
+pytestmark = pytest.mark.postgres
 
 STORY = full_story()  # 12 transitions: v1 first deploy, v2 promoted, v3 rolled back
 

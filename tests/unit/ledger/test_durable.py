@@ -176,3 +176,17 @@ async def test_an_unwritable_spool_dir_names_the_flag(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(LedgerError, match="--ledger-spool-dir"):
         DurableLedger(FakeLedger(), spool_dir=blocker / "spool")
+
+
+async def test_a_spool_found_while_the_database_is_still_down_is_retried(tmp_path: Path) -> None:
+    fake = FakeLedger()
+    fake.down = True
+    first = await DurableLedger.open(fake, spool_dir=tmp_path, retry_s=3600)
+    await first.record_transition(NAMESPACE, NAME, *STORY[0])
+    await first.close()
+    second = await DurableLedger.open(fake, spool_dir=tmp_path, retry_s=0.05)
+    assert second.pending == 1
+    fake.down = False
+    await eventually(lambda: _ready(second), timeout_s=10, what="spool written by the retry")
+    assert fake.transitions == 1
+    await second.close()
