@@ -239,21 +239,27 @@ class DurableLedger:
         path = self._spool(file)
         if path is None:
             return
-        with path.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:  # the transition stays in memory; a restart would lose it
+            logger.error("ledger outbox: cannot write %s (kept in memory only): %s", path, exc)
 
     def _rewrite_spool(self) -> None:
         path = self._spool(SPOOL_FILE)
         if path is None:
             return
         tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            out.writelines(entry.to_json() + "\n" for entry in self._queue)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                out.writelines(entry.to_json() + "\n" for entry in self._queue)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(path)
+        except OSError as exc:  # a later replay of written entries is harmless (idempotent)
+            logger.error("ledger outbox: cannot rewrite %s: %s", path, exc)
 
     def _enqueue(self, entry: PendingTransition) -> bool:
         if len(self._queue) >= self.max_pending:

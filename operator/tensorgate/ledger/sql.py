@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -166,11 +167,39 @@ class SqlLedger:
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
         self._clock = clock
+        self._migrated = False
+        self._migrating = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def ensure_schema(self) -> None:
+        """Apply the migrations once (blocking; bounded retries), before the first statement.
+
+        Raises ``LedgerUnavailable`` while the database cannot be reached; the next call
+        tries again, so a ledger opened during an outage migrates when it is back.
+        """
+        with self._migrating:
+            if self._migrated:
+                return
+            attempt = 0
+            while True:
+                try:
+                    migrate(self.engine)
+                    self._migrated = True
+                    return
+                except OperationalError as exc:
+                    attempt += 1
+                    if attempt > self._retries:
+                        raise LedgerUnavailable(
+                            f"ledger migration failed after {attempt} attempt(s): {exc.orig}"
+                        ) from exc
+                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
+                except SQLAlchemyError as exc:
+                    raise LedgerError(f"ledger migration failed: {exc}") from exc
+
     def _run(self, what: str, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction; retry operational errors a bounded number of times."""
+        self.ensure_schema()
         attempt = 0
         while True:
             try:
@@ -346,30 +375,13 @@ async def open_sql_ledger(
     dsn: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 3
 ) -> SqlLedger:
     """Connect, migrate to the newest schema, and return the ledger (no outbox)."""
-    engine = make_engine(dsn, timeout_s)
-
-    def upgrade() -> None:
-        attempt = 0
-        while True:
-            try:
-                migrate(engine)
-                return
-            except OperationalError as exc:
-                attempt += 1
-                if attempt > retries:
-                    raise LedgerUnavailable(
-                        f"ledger migration failed after {attempt} attempt(s): {exc.orig}"
-                    ) from exc
-                time.sleep(0.2 * 2 ** (attempt - 1))
-            except SQLAlchemyError as exc:
-                raise LedgerError(f"ledger migration failed: {exc}") from exc
-
+    ledger = SqlLedger(make_engine(dsn, timeout_s), retries=retries)
     try:
-        await asyncio.to_thread(upgrade)
+        await asyncio.to_thread(ledger.ensure_schema)
     except BaseException:
-        engine.dispose()
+        ledger.engine.dispose()
         raise
-    return SqlLedger(engine, retries=retries)
+    return ledger
 
 
 async def open_ledger(
@@ -381,8 +393,19 @@ async def open_ledger(
     registry: CollectorRegistry | None = None,
     retry_s: float = DEFAULT_RETRY_S,
 ) -> DurableLedger:
-    """The operator's ledger: :func:`open_sql_ledger` behind the outbox of
+    """The operator's ledger: a ``SqlLedger`` behind the outbox of
     :class:`~tensorgate.ledger.durable.DurableLedger` (kept in memory, and in ``spool_dir``
-    when given, so it survives a restart; its metrics go to ``registry`` when given)."""
-    inner = await open_sql_ledger(dsn, timeout_s=timeout_s, retries=retries)
+    when given, so it survives a restart; its metrics go to ``registry`` when given).
+
+    A database unreachable now does not fail the start: the schema is migrated, and the
+    outbox written, once it is back. Any other problem (a bad DSN, a failed migration) does.
+    """
+    inner = SqlLedger(make_engine(dsn, timeout_s), retries=retries)
+    try:
+        await asyncio.to_thread(inner.ensure_schema)
+    except LedgerUnavailable as exc:  # start anyway: rollouts never wait on their history
+        logger.warning("ledger unreachable at start, the outbox keeps transitions: %s", exc)
+    except BaseException:
+        inner.engine.dispose()
+        raise
     return await DurableLedger.open(inner, spool_dir=spool_dir, registry=registry, retry_s=retry_s)

@@ -94,3 +94,21 @@ async def test_postgres_outage_mid_rollout_loses_no_transition(
 
 async def _empty(ledger: DurableLedger) -> bool:
     return ledger.pending == 0
+
+
+async def test_an_operator_started_during_the_outage_writes_when_postgres_is_back(
+    restartable_postgres: RestartablePostgres, tmp_path: Path
+) -> None:
+    """The schema is not there yet either: it is migrated when the database is back."""
+    pg = restartable_postgres
+    pg.stop()
+    ledger = await _open(pg.dsn("ledger"), tmp_path / "spool")
+    try:
+        await _record(ledger, STORY[:4])
+        assert ledger.pending == 4
+        pg.start()
+        await eventually(lambda: _empty(ledger), timeout_s=30, what="the outbox written")
+        history = await ledger.history(NAMESPACE, NAME)
+    finally:
+        await ledger.close()
+    assert [(r.candidate_version, len(r.phases)) for r in history] == [("2", 2), ("1", 2)]

@@ -190,3 +190,19 @@ async def test_a_spool_found_while_the_database_is_still_down_is_retried(tmp_pat
     await eventually(lambda: _ready(second), timeout_s=10, what="spool written by the retry")
     assert fake.transitions == 1
     await second.close()
+
+
+async def test_a_spool_that_cannot_be_written_keeps_the_transition_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full or read-only disk must not turn a transition into an operator error."""
+    fake = FakeLedger()
+    ledger = DurableLedger(fake, spool_dir=tmp_path, retry_s=3600)
+    (tmp_path / SPOOL_FILE).mkdir()  # the spool file cannot be opened
+    fake.down = True
+    with caplog.at_level(logging.ERROR):
+        await ledger.record_transition(NAMESPACE, NAME, *STORY[0])
+    assert "kept in memory only" in caplog.text and ledger.pending == 1
+    fake.down = False
+    assert await ledger.flush() and fake.transitions == 1
+    await ledger.close()
