@@ -142,7 +142,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             )
         if ours.ledger_dsn and "ledger" not in memo.state:
             memo.state["ledger"] = await open_ledger(
-                ours.ledger_dsn, timeout_s=ours.request_timeout_s, retries=ours.retries
+                ours.ledger_dsn,
+                timeout_s=ours.request_timeout_s,
+                retries=ours.retries,
+                spool_dir=ours.ledger_spool_dir,
+                registry=DEFAULT_METRICS.registry,
             )
         if memo.settings.peering is None:
             settings.peering.standalone = True

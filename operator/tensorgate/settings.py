@@ -20,6 +20,9 @@ class Settings:
     """Prometheus for metric checks with provider prometheus."""
     ledger_dsn: str | None = None
     """SQLAlchemy URL of the decision ledger; None disables the ledger."""
+    ledger_spool_dir: str | None = None
+    """Where the ledger's outbox spools transitions while the database is down (so they
+    survive a restart); None keeps them in memory only."""
     reconcile_interval_s: float = 600.0
     """Resync: the longest an idle resource goes without a decision. Everything else is
     driven by watch events and by the wait each decision asks for."""
