@@ -28,7 +28,10 @@ from typing import Any
 
 import kopf
 
+from tensorgate.api.reasons import ConditionType, Reason
 from tensorgate.api.spec import GROUP, PLURAL, VERSION
+from tensorgate.api.status import ModelDeploymentStatus
+from tensorgate.engine.conditions import ConditionChange, merge_conditions
 from tensorgate.engine.rollout import Event
 from tensorgate.errors import ConfigError, EdgeError, KubeAPIError, LedgerError
 from tensorgate.ledger.sql import open_ledger
@@ -42,6 +45,8 @@ from tensorgate.settings import Settings
 # annotation of ours (tensorgate.dev/command) is a change kopf reports.
 KOPF_PREFIX = f"kopf.{GROUP}"
 EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+# What the API server answers for a write into a namespace being deleted.
+TERMINATING = "because it is being terminated"
 
 
 class SystemClock:
@@ -216,10 +221,15 @@ async def drive(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
             logger.error("cannot reconcile: %s", exc)
             requeue = None
         except EdgeError as exc:
-            delay = EDGE_BACKOFF_S[min(state.edge_failures, len(EDGE_BACKOFF_S) - 1)]
-            state.edge_failures += 1
-            logger.warning("edge error, retrying in %.0fs: %s", delay, exc)
-            requeue = delay
+            if TERMINATING in str(exc):
+                logger.info("namespace is being deleted: nothing to do until it is gone")
+                requeue = None
+            else:
+                delay = EDGE_BACKOFF_S[min(state.edge_failures, len(EDGE_BACKOFF_S) - 1)]
+                state.edge_failures += 1
+                logger.warning("edge error, retrying in %.0fs: %s", delay, exc)
+                await report_blocked(memo, path, exc, logger)
+                requeue = delay
         except Exception:
             logger.exception("unexpected error in the driver, retrying in 30s")
             requeue = 30.0
@@ -296,6 +306,39 @@ async def _write_status(
             return False, None
     version = ((done or {}).get("metadata") or {}).get("resourceVersion")
     return True, str(version) if version else None
+
+
+async def report_blocked(memo: Any, path: str, exc: EdgeError, logger: Any) -> None:
+    """An edge error that stops the object (a full Service range, a 403) reaches its status
+    (Progressing, reason EdgeError) and, once per distinct message, a Warning Event."""
+    client: KubeClient = memo.state["client"]
+    message = f"blocked, retrying: {exc}"[:1000]
+    try:
+        fresh = await client.get(path)
+        if fresh is None:
+            return
+        status = ModelDeploymentStatus.model_validate(fresh.get("status") or {})
+        if status.message == message:
+            return
+        change = ConditionChange(
+            ConditionType.PROGRESSING,
+            True,
+            Reason.EDGE_ERROR,
+            message,
+            int(fresh["metadata"].get("generation") or 1),
+        )
+        new = status.model_copy(
+            update={
+                "message": message,
+                "conditions": merge_conditions(status.conditions, [change], SystemClock().now()),
+            }
+        )
+        await client.patch(
+            f"{path}/status", {"status": status_patch(status.to_dict(), new.to_dict())}
+        )
+        _post(fresh, Event(Reason.EDGE_ERROR, message, warning=True))
+    except EdgeError as again:  # the API itself is what is down: the log says it
+        logger.warning("cannot report the edge error in status: %s", again)
 
 
 async def record(

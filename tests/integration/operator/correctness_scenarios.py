@@ -130,7 +130,10 @@ async def scenario_every_phase_reaches_status(
     kube: KubeEnv, start_operator: Starter, repo: ModelRepo, ledger_dsn: str
 ) -> None:
     """One decision per status write: a watch sees every phase, and so does the ledger."""
-    await start_operator(with_metrics(FakeMetricsProvider(HEALTHY)), ledger_dsn=ledger_dsn)
+    # A 10-minute resync: only watch events and the engine's own waits drive the rollout.
+    await start_operator(
+        with_metrics(FakeMetricsProvider(HEALTHY)), interval_s=600, ledger_dsn=ledger_dsn
+    )
     await deploy_stable(kube, repo)
     async with phases_seen(kube) as seen:
         await kube.apply_md(repo.manifest(CANDIDATE))
@@ -158,7 +161,8 @@ async def scenario_commands_from_paused(
     Paused, each acknowledged in status.lastCommand once. Returns the measured latencies."""
     manual = {"steps": [50, 100], "interval": "2s"}
     provider = FakeMetricsProvider(FAILING)
-    await start_operator(with_metrics(provider))
+    # A 10-minute resync: a command is acted on because its watch event wakes the driver.
+    await start_operator(with_metrics(provider), interval_s=600)
     await deploy_stable(kube, repo, **manual)
     doc = repo.manifest(CANDIDATE, **manual)
     doc["spec"]["rollback"] = {"automatic": False}

@@ -273,6 +273,16 @@ def service(body: Mapping[str, Any], track: Track | None = None) -> dict[str, An
     }
 
 
+def services(body: Mapping[str, Any], spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """The Services the chosen router needs: the user-facing one always; the per-track ones
+    only for gateway-api (its HTTPRoute's backends). The gate finds a track's pods without a
+    Service of its own (its EndpointSlices when there is one, else the Ready pods)."""
+    found = [service(body)]
+    if str(spec.traffic.router) == "gateway-api":
+        found += [service(body, "stable"), service(body, "canary")]
+    return found
+
+
 def models_config_key(model: ModelRef) -> str:
     """The ConfigMap key of ``model``'s pinned config: keyed by what it loads (name, version,
     uri), so the file a running pod reads never changes under it."""
@@ -345,9 +355,7 @@ def stable_objects(
     """What a model needs when no rollout is in flight: config, services, stable track."""
     return [
         serving_config_map(body, [stable or spec.model]),
-        service(body),
-        service(body, "stable"),
-        service(body, "canary"),
+        *services(body, spec),
         deployment(body, spec, "stable", model=stable),
     ]
 

@@ -72,7 +72,7 @@ class KubernetesPlatform:
                 await self._kube.patch(path, {"spec": {"replicas": replicas}})
             return
         await self._ensure_config(body, model)
-        for svc in (m.service(body), m.service(body, "stable"), m.service(body, "canary")):
+        for svc in m.services(body, spec):
             await self._apply_service(svc)
         await self._kube.apply(
             m.deployment(
