@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +82,6 @@ EXPECTED: dict[str, str | None] = {
 }
 
 
-def _limit_memory() -> None:  # runs in the child before exec
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-
-
 @dataclass(frozen=True)
 class Run:
     returncode: int
@@ -96,33 +90,52 @@ class Run:
     max_rss_bytes: int
 
 
+def _vm_hwm_kib(pid: int) -> int:
+    try:
+        with Path(f"/proc/{pid}/status").open() as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _run(*args: str) -> Run:
-    """The console script in a child with a deadline; its own peak RSS from ``wait4``."""
+    """The console script in a child with a deadline and a memory limit (bash sets it and
+    execs the script in the same process); its peak RSS is read from ``/proc/PID/status``
+    (``VmHWM`` belongs to the memory after exec; ``ru_maxrss`` would count this large test
+    process, whose memory the child shares until exec)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [str(CONSOLE_SCRIPT), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            preexec_fn=_limit_memory,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        limit_kib = MEMORY_LIMIT_BYTES // 1024
+        pid = os.posix_spawn(
+            "/bin/bash",
+            ["bash", "-c", f'ulimit -v {limit_kib} && exec "$0" "$@"', str(CONSOLE_SCRIPT), *args],
+            {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+            ],
         )
-        timer = threading.Timer(TIMEOUT_S, child.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        peak_kib, deadline = 0, time.monotonic() + TIMEOUT_S
+        while True:  # VmHWM: the peak RSS of the child's own memory (after exec), sampled
+            peak_kib = max(peak_kib, _vm_hwm_kib(pid))
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.005)
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         assert not killed, f"{args} ran past {TIMEOUT_S} s (or out of memory)"
         out.seek(0)
         err.seek(0)
         return Run(
-            child.returncode,
+            os.waitstatus_to_exitcode(status),
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
-            usage.ru_maxrss * 1024,  # Linux reports KiB
+            peak_kib * 1024,
         )
 
 
