@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tensorgate.api.reasons import Phase
 from tensorgate.api.status import ModelDeploymentStatus
@@ -299,3 +301,64 @@ def test_argocd_health_of_statuses_the_engine_does_not_write(
     obj = {"metadata": {"generation": 1}, "spec": {}, "status": status}
     got, message = run_health(obj)
     assert (got, fragment in message) == (health, True), message
+
+
+# --- the docs' copies: the argocd-cm patch, the README snippet, Flux's CEL ---------------------
+
+ARGO_KEY = "resource.customizations.health.tensorgate.dev_ModelDeployment"
+
+
+def _yaml_blocks(path: Path) -> list[Any]:
+    text = path.read_text()
+    return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)]
+
+
+def test_argocd_cm_patch_and_readme_snippet_are_health_lua() -> None:
+    lua = HEALTH_LUA.read_text()
+    patch = yaml.safe_load((HEALTH_LUA.parent / "argocd-cm-patch.yaml").read_text())
+    assert patch["data"][ARGO_KEY] == lua
+    snippets = [b for b in _yaml_blocks(HEALTH_LUA.parent / "README.md") if ARGO_KEY in str(b)]
+    assert [s["data"][ARGO_KEY] for s in snippets] == [lua]
+
+
+def _flux_exprs() -> dict[str, str]:
+    blocks = _yaml_blocks(ROOT / "docs" / "gitops.md")
+    kustomization = next(b for b in blocks if b.get("kind") == "Kustomization")
+    (check,) = kustomization["spec"]["healthCheckExprs"]
+    assert (check["apiVersion"], check["kind"]) == ("tensorgate.dev/v1alpha1", "ModelDeployment")
+    return {k: check[k] for k in ("inProgress", "failed", "current")}
+
+
+def flux_status(obj: dict[str, Any]) -> str:
+    """Evaluate the documented healthCheckExprs with a real CEL (cel-python), as Flux does."""
+    celpy = importlib.import_module("celpy")
+    env = celpy.Environment()
+    fields = {k: celpy.json_to_cel(obj.get(k) or {}) for k in ("status", "metadata", "spec")}
+    verdicts = [
+        name
+        for name, expr in _flux_exprs().items()
+        if bool(env.program(env.compile(expr)).evaluate(fields))
+    ]
+    assert len(verdicts) == 1, (verdicts, obj["status"])
+    return verdicts[0]
+
+
+# Argo CD health -> the Flux verdict the same status must get.
+FLUX_FOR = {"Healthy": {"current"}, "Progressing": {"inProgress"}, "Degraded": {"failed"}}
+
+
+def test_flux_health_exprs_agree_with_the_argocd_check(
+    recorded: dict[str, list[dict[str, Any]]],
+) -> None:
+    for label, objs in recorded.items():
+        for obj in objs:
+            if not obj["status"]:
+                continue  # Flux waits for a status to exist before it evaluates
+            argo, _ = run_health(obj)
+            flux = flux_status(obj)
+            if argo == "Suspended":
+                # Paused for a human fails the apply; spec.paused keeps it in progress.
+                expected = "failed" if obj["status"]["phase"] == "Paused" else "inProgress"
+                assert flux == expected, (label, flux)
+            else:
+                assert flux in FLUX_FOR[argo], (label, argo, flux)
