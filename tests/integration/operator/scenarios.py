@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tensorgate.api.spec import API_VERSION, KIND
+from tensorgate.api.spec import API_VERSION, KIND, parse_resource
 from tensorgate.errors import KubeAPIError
+from tensorgate.platform.kubernetes.manifests import models_config_key
 from tests.helpers import eventually
 from tests.integration.operator.conftest import KubeEnv
 
@@ -121,7 +122,8 @@ async def scenario_version_update_changes_deployment(kube: KubeEnv, timeout_s: f
         lambda: kube.client.get(canary_path), timeout_s=timeout_s, what="canary Deployment"
     )
     args = canary["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--model_config_file=/etc/tensorgate/models-v2.config" in args
+    served = parse_resource(manifest(model__version="2")).model
+    assert f"--model_config_file=/etc/tensorgate/{models_config_key(served)}" in args
     assert canary["spec"]["template"]["metadata"]["labels"]["tensorgate.dev/version"] == "2"
     svc = await kube.client.get(kube.path("v1", "Service", "mnist"))
     assert svc is not None and svc["spec"]["selector"]["tensorgate.dev/track"] == "stable"
