@@ -211,7 +211,7 @@ TABLE = [
     ("Promoted", "Healthy", ""),
     ("RolledBack", "Degraded", "AccuracyGateFailed"),
     ("reverted-RolledBack", "Healthy", "back at stable 2"),
-    ("scaled-Promoted", "Progressing", "0/4 ready"),
+    ("scaled-Promoted", "Progressing", "stable version 1: 0/"),
     ("manual-Paused", "Suspended", "kubectl tensorgate"),
     ("spec-paused-Progressing", "Suspended", "spec.paused"),
     ("invalid-Failed", "Degraded", "invalid spec"),
