@@ -68,6 +68,9 @@ CASES: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    "grafana-dashboard": {
+        "grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "ML"}}}
+    },
     "ledger-secret-and-prometheus": {
         "ledger": {"dsnSecret": {"name": "tensorgate-ledger", "key": "url"}},
         "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
