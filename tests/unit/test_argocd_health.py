@@ -210,7 +210,7 @@ TABLE = [
     ("Promoting", "Progressing", "Promoting"),
     ("Promoted", "Healthy", ""),
     ("RolledBack", "Degraded", "AccuracyGateFailed"),
-    ("reverted-RolledBack", "Healthy", "back at stable 2"),
+    ("reverted-Promoted", "Healthy", "version 2 serving"),
     ("scaled-Promoted", "Progressing", "stable version 1: 0/"),
     ("manual-Paused", "Suspended", "kubectl tensorgate"),
     ("spec-paused-Progressing", "Suspended", "spec.paused"),
