@@ -13,6 +13,7 @@ import yaml
 
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
+from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 
 app = typer.Typer(
     name="tensorgate",
@@ -63,6 +64,71 @@ FileOpt = Annotated[
 ]
 
 
+PromCaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-ca-file", help="PEM CA bundle that signs Prometheus's TLS certificate."
+    ),
+]
+PromCertOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-cert-file", help="PEM client certificate for Prometheus (mTLS)."),
+]
+PromKeyOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-key-file", help="PEM private key of --prometheus-cert-file."),
+]
+PromUserOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-username", help="Basic-auth user for Prometheus."),
+]
+PromPasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-password-file", help="File holding the basic-auth password (re-read)."
+    ),
+]
+PromTokenOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-bearer-token-file", help="File holding a bearer token (re-read)."),
+]
+PromHeaderOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--prometheus-header", help="Extra request header K=V (repeatable; not for secrets)."
+    ),
+]
+
+
+def prometheus_options(
+    *,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    username: str | None,
+    password_file: str | None,
+    bearer_token_file: str | None,
+    header: list[str],
+) -> PrometheusOptions:
+    """The Prometheus flags as one options object; a malformed header exits 2."""
+    headers: list[tuple[str, str]] = []
+    for item in header:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            typer.echo(f"--prometheus-header: got {item!r}; expected NAME=VALUE", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        headers.append((key.strip(), value))
+    return PrometheusOptions(
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        username=username,
+        password_file=password_file,
+        bearer_token_file=bearer_token_file,
+        headers=tuple(headers),
+    )
+
+
 @app.command()
 def validate(filename: FileOpt) -> None:
     """Check ModelDeployment manifests; print field errors and exit 2 when invalid."""
@@ -107,6 +173,30 @@ def run(
     prometheus_url: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_PROMETHEUS_URL", help="Prometheus URL.")
     ] = None,
+    prometheus_ca_file: PromCaOpt = None,
+    prometheus_cert_file: PromCertOpt = None,
+    prometheus_key_file: PromKeyOpt = None,
+    prometheus_username: PromUserOpt = None,
+    prometheus_password_file: PromPasswordOpt = None,
+    prometheus_bearer_token_file: PromTokenOpt = None,
+    prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
+    golden_max_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest gs:// or s3:// golden set fetched, in bytes.")
+    ] = GoldenSourceOptions.max_bytes,
+    golden_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Timeout of each golden-set request, seconds.")
+    ] = GoldenSourceOptions.timeout_s,
+    golden_s3_endpoint: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint for s3:// golden sets.")
+    ] = None,
+    golden_s3_region: Annotated[str | None, typer.Option(help="Region of s3:// buckets.")] = None,
+    golden_gcs_endpoint: Annotated[
+        str | None, typer.Option(help="GCS-compatible endpoint for gs:// golden sets.")
+    ] = None,
+    golden_anonymous: Annotated[
+        bool,
+        typer.Option(help="Unsigned golden-set requests when no Secret is referenced."),
+    ] = False,
     ledger_dsn: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
     ] = None,
@@ -120,6 +210,23 @@ def run(
     from tensorgate.runner import configure_logging, run_operator
     from tensorgate.settings import Settings
 
+    prometheus = prometheus_options(
+        ca_file=prometheus_ca_file,
+        cert_file=prometheus_cert_file,
+        key_file=prometheus_key_file,
+        username=prometheus_username,
+        password_file=prometheus_password_file,
+        bearer_token_file=prometheus_bearer_token_file,
+        header=prometheus_header,
+    )
+    golden_sources = GoldenSourceOptions(
+        max_bytes=golden_max_bytes,
+        timeout_s=golden_timeout,
+        s3_endpoint_url=golden_s3_endpoint,
+        s3_region=golden_s3_region,
+        gcs_endpoint_url=golden_gcs_endpoint,
+        anonymous=golden_anonymous,
+    )
     settings = Settings(
         namespaces=tuple(namespace),
         peering=peering,
@@ -127,11 +234,22 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         prometheus_url=prometheus_url,
+        prometheus=prometheus,
+        golden_sources=golden_sources,
         ledger_dsn=ledger_dsn,
         reconcile_interval_s=interval,
         log_format=log_format,
         log_level=log_level,
     )
+    if prometheus_url:
+        from tensorgate.metrics.prometheus import check_options, split_credentials
+
+        try:
+            has_credentials = split_credentials(prometheus_url)[1] is not None
+            check_options(prometheus, url_has_credentials=has_credentials)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
     configure_logging(settings)
     asyncio.run(run_operator(settings))
 
@@ -143,6 +261,13 @@ def rollout(
     prometheus: Annotated[
         str | None, typer.Option("--prometheus", help="Prometheus URL for prometheus checks.")
     ] = None,
+    prometheus_ca_file: PromCaOpt = None,
+    prometheus_cert_file: PromCertOpt = None,
+    prometheus_key_file: PromKeyOpt = None,
+    prometheus_username: PromUserOpt = None,
+    prometheus_password_file: PromPasswordOpt = None,
+    prometheus_bearer_token_file: PromTokenOpt = None,
+    prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
     rate: Annotated[float, typer.Option(help="User requests per second replayed.")] = 20.0,
     deadline: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -162,6 +287,15 @@ def rollout(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     docs = _load_valid(filename)
+    options = prometheus_options(
+        ca_file=prometheus_ca_file,
+        cert_file=prometheus_cert_file,
+        key_file=prometheus_key_file,
+        username=prometheus_username,
+        password_file=prometheus_password_file,
+        bearer_token_file=prometheus_bearer_token_file,
+        header=prometheus_header,
+    )
     err = Console(stderr=True)
 
     def show(e: TimelineEntry) -> None:
@@ -177,7 +311,12 @@ def rollout(
     try:
         result = asyncio.run(
             run_local_rollout(
-                docs, prometheus_url=prometheus, rate_per_s=rate, deadline_s=deadline, on_entry=show
+                docs,
+                prometheus_url=prometheus,
+                prometheus_options=options,
+                rate_per_s=rate,
+                deadline_s=deadline,
+                on_entry=show,
             )
         )
     except SpecError as exc:

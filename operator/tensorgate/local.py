@@ -33,6 +33,7 @@ from tensorgate.platform.base import TrafficRouter
 from tensorgate.platform.local.platform import LocalPlatform, LocalRouter
 from tensorgate.reconcile import Reconciler
 from tensorgate.serving.base import ClientOptions, ModelClient
+from tensorgate.settings import PrometheusOptions
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ async def run_local_rollout(
     docs: list[dict[str, Any]],
     *,
     prometheus_url: str | None = None,
+    prometheus_options: PrometheusOptions | None = None,
     rate_per_s: float = 20.0,
     max_requests: int = 20_000,
     deadline_s: float = 600.0,
@@ -203,7 +205,9 @@ async def run_local_rollout(
     platform = LocalPlatform(workdir)
     router = LocalRouter()
     routers: dict[str, TrafficRouter] = {"replicas": router, "gateway-api": router}
-    providers = make_providers(prometheus_url=prometheus_url, timeout_s=5.0, retries=2)
+    providers = make_providers(
+        prometheus_url=prometheus_url, timeout_s=5.0, retries=2, prometheus=prometheus_options
+    )
     reconciler = Reconciler(platform, routers, PlatformChecker(platform, providers), WallClock())
     started = time.monotonic()
     timeline: list[TimelineEntry] = []
