@@ -226,6 +226,11 @@ class GoldenSources:
             raise self._s3_refused(ref, exc.code or "an error", where) from exc
         except MinioException as exc:
             raise self._s3_refused(ref, type(exc).__name__, where) from exc
+        except ValueError as exc:  # the IAM chain found no credentials
+            raise ConfigError(
+                f"{FIELD} {ref.uri!r}: no AWS credentials (set spec.goldenSet.credentialsSecret, "
+                "or give the operator an IAM role: IRSA or an instance profile)"
+            ) from exc
         except (HTTPError, OSError) as exc:
             raise GoldenSourceError(
                 f"{FIELD} {ref.uri!r}: S3 request failed after {self.options.retries} "
@@ -236,7 +241,7 @@ class GoldenSources:
     @staticmethod
     def _s3_refused(ref: ObjectRef, code: str, where: str) -> ConfigError:
         fixes = {
-            "NoSuchKey": "no such object",
+            "NoSuchKey": "no such object (or bucket)",
             "NoSuchBucket": "no such bucket",
             "AccessDenied": f"access denied with {where}",
             "InvalidAccessKeyId": f"the access key of {where} is not known",
