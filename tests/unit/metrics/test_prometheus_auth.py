@@ -5,7 +5,6 @@ The real TLS + basic-auth Prometheus: tests/integration/metrics/test_prometheus_
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +16,7 @@ from tensorgate.cli import app
 from tensorgate.errors import ConfigError, PrometheusError
 from tensorgate.metrics.prometheus import PrometheusProvider, QueryRejectedError, check_options
 from tensorgate.settings import PrometheusOptions, redact_url
+from tests.helpers import serving
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -55,12 +55,8 @@ class _RecordingServer(ThreadingHTTPServer):
 
 @pytest.fixture
 def recorder() -> Iterator[_RecordingServer]:
-    server = _RecordingServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_RecordingServer()) as server:
+        yield server
 
 
 async def test_bearer_token_file_is_reread_per_request_and_headers_sent(

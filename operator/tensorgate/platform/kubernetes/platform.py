@@ -165,9 +165,7 @@ class KubernetesPlatform:
                 return await self.golden_sources.fetch(uri)
             where = f"spec.goldenSet.credentialsSecret: Secret {name!r}"
             try:
-                secret = await self._kube.get(
-                    f"{collection_path('v1', 'Secret', _ns(body))}/{name}"
-                )
+                secret = await self._kube.get(f"/api/v1/namespaces/{_ns(body)}/secrets/{name}")
             except KubeAPIError as exc:
                 if exc.status != 403:
                     raise
