@@ -46,7 +46,7 @@ class PrometheusOptions:
 class GoldenSourceOptions:
     """How the operator fetches ``gs://`` and ``s3://`` golden sets."""
 
-    max_bytes: int = 256 * 1024 * 1024
+    max_bytes: int = 64 * 1024 * 1024
     """A golden set larger than this is refused (checked before and while streaming)."""
     timeout_s: float = 60.0
     """Per-request connect/read timeout."""

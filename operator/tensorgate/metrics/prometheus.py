@@ -49,7 +49,7 @@ FLAGS = {
     "ca_file": "--prometheus-ca-file (chart: prometheus.tls.caSecret)",
     "cert_file": "--prometheus-cert-file (chart: prometheus.tls.clientCertSecret)",
     "key_file": "--prometheus-key-file (chart: prometheus.tls.clientCertSecret)",
-    "password_file": "--prometheus-password-file (chart: prometheus.basicAuth.secret)",
+    "password_file": "--prometheus-password-file (chart: prometheus.basicAuth.passwordSecret)",
     "bearer_token_file": "--prometheus-bearer-token-file (chart: prometheus.bearerToken.secret)",
 }
 
