@@ -9,17 +9,21 @@ in a message or a log line.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tensorgate.api.spec import MetricCheck
 from tensorgate.metrics.base import Target, Verdict
 from tensorgate.metrics.checks import run_checks
 from tensorgate.metrics.prometheus import PrometheusProvider
 from tensorgate.settings import PrometheusOptions
+from tests.integration.conftest import CANDIDATE, GOOD, ModelRepo
 from tests.integration.metrics.conftest import SecurePrometheus
 
 pytestmark = pytest.mark.prometheus
@@ -130,3 +134,54 @@ async def test_prometheus_credentials_in_url_are_used_but_never_printed(
     for secret in ("Planted-Url-Pw-9", secure_prometheus.password):
         assert secret not in m.message
         assert secret not in caplog.text
+
+
+def _rollout(tmp_path: Path, repo: ModelRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    files: list[str] = []
+    metrics = [{"name": "always-one", "provider": "prometheus", "query": "vector(1)", "max": 2}]
+    for version in (GOOD, CANDIDATE):
+        path = tmp_path / f"v{version}.yaml"
+        path.write_text(yaml.safe_dump(repo.manifest(version, metrics=metrics)))
+        files += ["-f", str(path)]
+    command = [sys.executable, "-m", "tensorgate.cli", "rollout", "--local", *files]
+    return subprocess.run(
+        [*command, "--deadline", "240", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.tf
+def test_rollout_local_with_authenticated_prometheus_promotes_and_never_prints_secrets(
+    tmp_path: Path, model_repo: ModelRepo, secure_prometheus: SecurePrometheus
+) -> None:
+    """``tensorgate rollout --local --prometheus URL`` with the CA, client certificate and
+    basic-auth flags promotes; the same rollout with a wrong password in the URL (issue 12:
+    printed 21 times) rolls back on the failed check and prints neither password."""
+    p = secure_prometheus
+    tls = [
+        f"--prometheus-ca-file={p.ca_file}",
+        f"--prometheus-cert-file={p.cert_file}",
+        f"--prometheus-key-file={p.key_file}",
+    ]
+    good = _rollout(
+        tmp_path,
+        model_repo,
+        f"--prometheus={p.url}",
+        *tls,
+        f"--prometheus-username={p.username}",
+        f"--prometheus-password-file={p.password_file}",
+    )
+    assert good.returncode == 0, good.stderr[-3000:]
+    assert "decision: promoted" in good.stdout
+    host = p.url.removeprefix("https://")
+    bad = _rollout(
+        tmp_path, model_repo, f"--prometheus=https://{p.username}:Planted-Pw-21@{host}", *tls
+    )
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    assert "decision: rolled back" in bad.stdout
+    assert "refused the credentials (HTTP 401)" in " ".join(bad.stderr.split())  # rich wraps
+    for out in (good.stdout, good.stderr, bad.stdout, bad.stderr):
+        assert "Planted-Pw-21" not in out and p.password not in out
