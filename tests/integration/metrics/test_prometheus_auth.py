@@ -8,6 +8,7 @@ in a message or a log line.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -177,11 +178,13 @@ def test_rollout_local_with_authenticated_prometheus_promotes_and_never_prints_s
     assert good.returncode == 0, good.stderr[-3000:]
     assert "decision: promoted" in good.stdout
     host = p.url.removeprefix("https://")
-    bad = _rollout(
-        tmp_path, model_repo, f"--prometheus=https://{p.username}:Planted-Pw-21@{host}", *tls
-    )
+    bad_url = f"https://{p.username}:Planted-Pw-21@{host}"
+    bad = _rollout(tmp_path, model_repo, f"--prometheus={bad_url}", *tls, "--json")
     assert bad.returncode == 1, bad.stderr[-3000:]
-    assert "decision: rolled back" in bad.stdout
-    assert "refused the credentials (HTTP 401)" in " ".join(bad.stderr.split())  # rich wraps
+    result = json.loads(bad.stdout)  # the timeline, the final status and every Event
+    assert result["decision"] == "rolled back"
+    messages = [c["message"] for c in result["status"]["conditions"]]
+    messages += [e["message"] for e in result["events"]]
+    assert any("refused the credentials (HTTP 401)" in m for m in messages), messages
     for out in (good.stdout, good.stderr, bad.stdout, bad.stderr):
         assert "Planted-Pw-21" not in out and p.password not in out
