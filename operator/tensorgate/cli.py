@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,32 +100,54 @@ PromHeaderOpt = Annotated[
 ]
 
 
-def prometheus_options(
-    *,
-    ca_file: str | None,
-    cert_file: str | None,
-    key_file: str | None,
-    username: str | None,
-    password_file: str | None,
-    bearer_token_file: str | None,
-    header: list[str],
-) -> PrometheusOptions:
-    """The Prometheus flags as one options object; a malformed header exits 2."""
+GoldenMaxBytesOpt = Annotated[
+    int, typer.Option(min=1, help="Largest gs:// or s3:// golden set fetched, in bytes.")
+]
+GoldenTimeoutOpt = Annotated[
+    float, typer.Option(min=0.1, help="Timeout of each golden-set request, seconds.")
+]
+GoldenS3EndpointOpt = Annotated[
+    str | None, typer.Option(help="S3-compatible endpoint for s3:// golden sets.")
+]
+GoldenS3RegionOpt = Annotated[str | None, typer.Option(help="Region of s3:// buckets.")]
+GoldenGCSEndpointOpt = Annotated[
+    str | None, typer.Option(help="GCS-compatible endpoint for gs:// golden sets.")
+]
+GoldenAnonymousOpt = Annotated[
+    bool, typer.Option(help="Unsigned golden-set requests when no Secret is referenced.")
+]
+
+
+def prometheus_options(params: Mapping[str, Any]) -> PrometheusOptions:
+    """The ``--prometheus-*`` flags of a command (its ``ctx.params``) as one options object;
+    a malformed header exits 2."""
     headers: list[tuple[str, str]] = []
-    for item in header:
+    for item in params["prometheus_header"]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             typer.echo(f"--prometheus-header: got {item!r}; expected NAME=VALUE", err=True)
             raise typer.Exit(EXIT_BAD_INPUT)
         headers.append((key.strip(), value))
     return PrometheusOptions(
-        ca_file=ca_file,
-        cert_file=cert_file,
-        key_file=key_file,
-        username=username,
-        password_file=password_file,
-        bearer_token_file=bearer_token_file,
+        ca_file=params["prometheus_ca_file"],
+        cert_file=params["prometheus_cert_file"],
+        key_file=params["prometheus_key_file"],
+        username=params["prometheus_username"],
+        password_file=params["prometheus_password_file"],
+        bearer_token_file=params["prometheus_bearer_token_file"],
         headers=tuple(headers),
+    )
+
+
+def golden_source_options(params: Mapping[str, Any]) -> GoldenSourceOptions:
+    """The ``--golden-*`` flags of a command (its ``ctx.params``)."""
+    return GoldenSourceOptions(
+        max_bytes=params["golden_max_bytes"],
+        timeout_s=params["golden_timeout"],
+        s3_endpoint_url=params["golden_s3_endpoint"],
+        s3_region=params["golden_s3_region"],
+        gcs_endpoint_url=params["golden_gcs_endpoint"],
+        anonymous=params["golden_anonymous"],
     )
 
 
@@ -157,6 +179,7 @@ def render(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     namespace: Annotated[
         list[str], typer.Option("-n", "--namespace", help="Namespace to watch (repeatable).")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -180,23 +203,12 @@ def run(
     prometheus_password_file: PromPasswordOpt = None,
     prometheus_bearer_token_file: PromTokenOpt = None,
     prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
-    golden_max_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest gs:// or s3:// golden set fetched, in bytes.")
-    ] = GoldenSourceOptions.max_bytes,
-    golden_timeout: Annotated[
-        float, typer.Option(min=0.1, help="Timeout of each golden-set request, seconds.")
-    ] = GoldenSourceOptions.timeout_s,
-    golden_s3_endpoint: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint for s3:// golden sets.")
-    ] = None,
-    golden_s3_region: Annotated[str | None, typer.Option(help="Region of s3:// buckets.")] = None,
-    golden_gcs_endpoint: Annotated[
-        str | None, typer.Option(help="GCS-compatible endpoint for gs:// golden sets.")
-    ] = None,
-    golden_anonymous: Annotated[
-        bool,
-        typer.Option(help="Unsigned golden-set requests when no Secret is referenced."),
-    ] = False,
+    golden_max_bytes: GoldenMaxBytesOpt = GoldenSourceOptions.max_bytes,
+    golden_timeout: GoldenTimeoutOpt = GoldenSourceOptions.timeout_s,
+    golden_s3_endpoint: GoldenS3EndpointOpt = None,
+    golden_s3_region: GoldenS3RegionOpt = None,
+    golden_gcs_endpoint: GoldenGCSEndpointOpt = None,
+    golden_anonymous: GoldenAnonymousOpt = False,
     ledger_dsn: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
     ] = None,
@@ -210,23 +222,8 @@ def run(
     from tensorgate.runner import configure_logging, run_operator
     from tensorgate.settings import Settings
 
-    prometheus = prometheus_options(
-        ca_file=prometheus_ca_file,
-        cert_file=prometheus_cert_file,
-        key_file=prometheus_key_file,
-        username=prometheus_username,
-        password_file=prometheus_password_file,
-        bearer_token_file=prometheus_bearer_token_file,
-        header=prometheus_header,
-    )
-    golden_sources = GoldenSourceOptions(
-        max_bytes=golden_max_bytes,
-        timeout_s=golden_timeout,
-        s3_endpoint_url=golden_s3_endpoint,
-        s3_region=golden_s3_region,
-        gcs_endpoint_url=golden_gcs_endpoint,
-        anonymous=golden_anonymous,
-    )
+    prometheus = prometheus_options(ctx.params)
+    golden_sources = golden_source_options(ctx.params)
     settings = Settings(
         namespaces=tuple(namespace),
         peering=peering,
@@ -256,6 +253,7 @@ def run(
 
 @app.command()
 def rollout(
+    ctx: typer.Context,
     filename: FileOpt,
     local: Annotated[bool, typer.Option("--local", help="Run on local processes.")] = False,
     prometheus: Annotated[
@@ -268,6 +266,12 @@ def rollout(
     prometheus_password_file: PromPasswordOpt = None,
     prometheus_bearer_token_file: PromTokenOpt = None,
     prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
+    golden_max_bytes: GoldenMaxBytesOpt = GoldenSourceOptions.max_bytes,
+    golden_timeout: GoldenTimeoutOpt = GoldenSourceOptions.timeout_s,
+    golden_s3_endpoint: GoldenS3EndpointOpt = None,
+    golden_s3_region: GoldenS3RegionOpt = None,
+    golden_gcs_endpoint: GoldenGCSEndpointOpt = None,
+    golden_anonymous: GoldenAnonymousOpt = False,
     rate: Annotated[float, typer.Option(help="User requests per second replayed.")] = 20.0,
     deadline: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -287,15 +291,7 @@ def rollout(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     docs = _load_valid(filename)
-    options = prometheus_options(
-        ca_file=prometheus_ca_file,
-        cert_file=prometheus_cert_file,
-        key_file=prometheus_key_file,
-        username=prometheus_username,
-        password_file=prometheus_password_file,
-        bearer_token_file=prometheus_bearer_token_file,
-        header=prometheus_header,
-    )
+    options = prometheus_options(ctx.params)
     err = Console(stderr=True)
 
     def show(e: TimelineEntry) -> None:
@@ -314,6 +310,7 @@ def rollout(
                 docs,
                 prometheus_url=prometheus,
                 prometheus_options=options,
+                golden_sources=golden_source_options(ctx.params),
                 rate_per_s=rate,
                 deadline_s=deadline,
                 on_entry=show,
