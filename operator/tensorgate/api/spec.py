@@ -40,6 +40,11 @@ PLURAL = "modeldeployments"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 URI_SCHEMES = ("gs://", "s3://", "pvc://", "/")
+GOLDEN_URI_SCHEMES = ("gs://", "s3://", "/")
+GOLDEN_URI_MESSAGE = (
+    "must start with s3://, gs:// or / (a path in the operator pod); the operator cannot "
+    "read pvc:// claims: copy the .npz to object storage or use configMapRef"
+)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
@@ -173,12 +178,18 @@ def _uri(uri: str) -> str:
     return uri
 
 
+_DOTDOT_CEL = _cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain a '..' segment")
+_NO_CREDENTIALS_CEL = _cel(
+    "!self.matches('^[a-z0-9]+://[^/]*@')",
+    "must not hold credentials (user:password@); name a Secret instead",
+)
 _URI_CEL: list[JsonValue] = [
     _cel(
         " || ".join(f"self.startsWith('{s}')" for s in URI_SCHEMES),
         "must start with gs://, s3://, pvc:// or /",
     ),
-    _cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain a '..' segment"),
+    _DOTDOT_CEL,
+    _NO_CREDENTIALS_CEL,
 ]
 
 
@@ -404,11 +415,35 @@ class GoldenSetSpec(_Model):
         default=None,
         min_length=1,
         max_length=MAX_URI_LENGTH,
-        description="Location of the labelled .npz (gs://, s3://, pvc://claim/path or a path).",
-        json_schema_extra={"pattern": URI_PATTERN, "x-kubernetes-validations": _URI_CEL},
+        description="Location of the labelled .npz, read by the operator itself: "
+        "s3://bucket/key or gs://bucket/key (credentials from credentialsSecret, else the "
+        "operator's workload identity), or an absolute path inside the operator pod. "
+        "pvc:// is refused: a claim in the model's namespace cannot be mounted into the "
+        "operator's pod; copy the set to object storage or a ConfigMap (configMapRef).",
+        json_schema_extra={
+            "pattern": URI_PATTERN,
+            "x-kubernetes-validations": [
+                _cel(
+                    " || ".join(f"self.startsWith('{s}')" for s in GOLDEN_URI_SCHEMES),
+                    GOLDEN_URI_MESSAGE,
+                ),
+                _DOTDOT_CEL,
+                _NO_CREDENTIALS_CEL,
+            ],
+        },
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
         default=None, description="A ConfigMap key holding the .npz (small sets)."
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret in the resource's namespace the operator reads to fetch uri: "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional AWS_SESSION_TOKEN) for s3://, "
+        "service-account.json (a service-account key) for gs://. Unset: the operator's own "
+        "credentials (workload identity, IRSA, instance role). The operator needs RBAC get "
+        "on Secrets (chart: rbac.goldenSetSecrets=true).",
     )
     features: str | None = Field(
         default=None,
@@ -430,8 +465,10 @@ class GoldenSetSpec(_Model):
 
     @field_validator("uri")
     @classmethod
-    def _uri(cls, uri: str | None) -> str | None:
-        return None if uri is None else _uri(uri)
+    def _golden_uri_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(GOLDEN_URI_SCHEMES):
+            raise ValueError(GOLDEN_URI_MESSAGE)
+        return None if uri is None else _uri(uri)  # characters, '..', no credentials
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:

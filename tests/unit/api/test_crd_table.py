@@ -61,6 +61,22 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         None,
     ),
     (
+        "golden-s3-with-credentials-secret",
+        with_("spec.goldenSet", {"uri": "s3://b/g.npz", "credentialsSecret": "s3-golden"}),
+        None,
+    ),
+    ("golden-gs-ambient", with_("spec.goldenSet", {"uri": "gs://b/g.npz"}), None),
+    (
+        "golden-pvc-refused-with-the-fix",
+        with_("spec.goldenSet", {"uri": "pvc://models/golden/g.npz"}),
+        "goldenSet.uri",
+    ),
+    (
+        "golden-bad-secret-name",
+        with_("spec.goldenSet", {"uri": "s3://b/g.npz", "credentialsSecret": "Bad_Name"}),
+        "goldenSet.credentialsSecret",
+    ),
+    (
         "prometheus-query",
         with_(
             "spec.analysis",
@@ -163,7 +179,13 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     ("model-uri-dotdot", with_("spec.model.uri", "pvc://claim/../../etc"), "model.uri"),
     ("model-uri-file-scheme", with_("spec.model.uri", "file:///models/m"), "model.uri"),
-    ("golden-uri-pvc", with_("spec.goldenSet", {"uri": "pvc://claim/golden/g.npz"}), None),
+    ("golden-uri-absolute-path", with_("spec.goldenSet", {"uri": "/data/golden/g.npz"}), None),
+    (
+        "golden-uri-with-credentials",
+        with_("spec.goldenSet", {"uri": "s3://AKIAX:hunter2@bucket/g.npz"}),
+        "goldenSet.uri",
+    ),
+    ("model-uri-with-credentials", with_("spec.model.uri", "gs://u:pw@bucket/m"), "model.uri"),
     (
         "golden-uri-file-scheme",
         with_("spec.goldenSet", {"uri": "file:///etc/passwd"}),

@@ -8,9 +8,10 @@ from typing import Any
 
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
-from tensorgate.errors import ConfigError
+from tensorgate.errors import ConfigError, KubeAPIError
 from tensorgate.gate.golden import read_golden_file
 from tensorgate.platform.base import Body
+from tensorgate.platform.golden_sources import GoldenSources, is_remote
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
 
@@ -35,8 +36,9 @@ def _revision_of(deployment: dict[str, Any]) -> str | None:
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def _ensure_config(self, body: Body, model: ModelRef) -> None:
         """Add the model's pinned config to the ConfigMap; keys of other versions stay."""
@@ -185,13 +187,33 @@ class KubernetesPlatform:
                 )
             return base64.b64decode(data)
         uri = golden.uri or ""
+        if is_remote(uri):
+            name = golden.credentials_secret
+            if name is None:
+                return await self.golden_sources.fetch(uri)
+            where = f"spec.goldenSet.credentialsSecret: Secret {name!r}"
+            try:
+                secret = await self._kube.get(f"/api/v1/namespaces/{_ns(body)}/secrets/{name}")
+            except KubeAPIError as exc:
+                if exc.status != 403:
+                    raise
+                raise ConfigError(
+                    f"{where}: the operator may not read Secrets in {_ns(body)!r} "
+                    "(install the chart with rbac.goldenSetSecrets=true)"
+                ) from exc
+            if secret is None:
+                raise ConfigError(f"{where} not found in namespace {_ns(body)!r}")
+            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+            return await self.golden_sources.fetch(uri, data, secret_name=name)
         if not uri.startswith("/"):
             raise ConfigError(
-                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from a ConfigMap "
-                "(configMapRef) or a path mounted into its pod; remote URIs are not fetched"
+                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from s3://, gs://, "
+                "a ConfigMap (configMapRef) or a path mounted into its pod"
             )
         try:
-            return await asyncio.to_thread(read_golden_file, uri)
+            return await asyncio.to_thread(
+                read_golden_file, uri, self.golden_sources.options.max_bytes
+            )
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {uri!r}: {exc}") from exc
 
@@ -200,8 +222,9 @@ class ReplicaRouter:
     """One Service for users; weight 0 selects only stable pods, any other weight selects
     both tracks and the split follows the tracks' replica counts."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         svc = m.service(body)
@@ -219,8 +242,9 @@ class ReplicaRouter:
 class GatewayRouter:
     """An HTTPRoute with weighted backendRefs to the per-track Services (Gateway API)."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         await self._kube.apply(m.http_route(body, spec, weight))
