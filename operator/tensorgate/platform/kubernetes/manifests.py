@@ -17,6 +17,7 @@ TRACKS: tuple[Track, ...] = ("stable", "canary")
 
 REST_PORT = 8501
 GRPC_PORT = 8500
+REST_API_TIMEOUT_MS = 30000  # set explicitly: TF Serving cuts REST requests here (504)
 METRICS_PATH = "/monitoring/prometheus/metrics"
 MONITORING_FILE = "monitoring.config"
 MONITORING_DIR = "/etc/tensorgate"
