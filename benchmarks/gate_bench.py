@@ -6,7 +6,8 @@ in one run on the same machine:
 
 - in-process: both SavedModels loaded here, called on the same batches (the floor);
 - gRPC: ``GrpcModelClient`` (the operator's gate path, the project's own protos) against the
-  local serving backend, ``predict_batched`` for both models at once;
+  local serving backend in its own process (as a pod is), ``predict_batched`` for both
+  models at once;
 - REST: ``RestModelClient`` the same way (JSON).
 
 gRPC batch size and concurrency are tuned over a small grid first; the best pair is recorded
@@ -22,10 +23,15 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +63,41 @@ def _export(path: Path, seed: int) -> None:
 
     module = Served()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+@dataclass(frozen=True)
+class _Server:
+    rest_url: str
+    grpc_target: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serve(base: Path) -> Iterator[_Server]:
+    """The local serving backend as a process of its own (a pod's container)."""
+    from tensorgate.serving.local import READY_WORD
+
+    rest, grpc_port = _free_port(), _free_port()
+    cmd = [sys.executable, "-m", "tensorgate.serving.local", "--model_name=bench",
+           f"--model_base_path={base}", "--version=1", "--version=2", "--host=127.0.0.1",
+           f"--rest_api_port={rest}", f"--port={grpc_port}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(READY_WORD):
+                break
+        else:
+            raise RuntimeError(f"serving backend exited with {proc.wait()}")
+        yield _Server(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _in_process(base: Path, x: np.ndarray, batch: int) -> Callable[[], float]:
@@ -110,14 +151,12 @@ def main() -> None:
     parser.add_argument("--rest-repeats", type=int, default=1)
     args = parser.parse_args()
 
-    from tensorgate.serving.local import LocalModelServer
-
     x = np.random.default_rng(42).random((args.samples, N_FEATURES), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "bench"
         _export(base / "1", 1)
         _export(base / "2", 2)
-        with LocalModelServer("bench", base, versions=[1, 2]) as server:
+        with _serve(base) as server:
             grid = {f"{b}x{c}": asyncio.run(_score("grpc", server, x, b, c)) for b, c in GRID}
             best = min(grid, key=lambda k: grid[k])
             batch, conc = (int(p) for p in best.split("x"))

@@ -73,8 +73,10 @@ class PlatformChecker:
         if not endpoints:
             raise ServingError(f"{track} track has no ready serving endpoints")
         if spec.serving.gate_protocol == "grpc":
+            finder = getattr(self._platform, "grpc_endpoints", None)
+            found = await finder(body, track) if callable(finder) else []
             return GrpcModelClient(
-                grpc_address(self._platform, body, track, endpoints[0]),
+                found[0] if found else grpc_address(self._platform, body, track, endpoints[0]),
                 spec.model.name,
                 version=int(version),
                 signature_name=spec.contract.signature,
