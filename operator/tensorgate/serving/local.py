@@ -872,6 +872,14 @@ def serving(
         server.stop()
 
 
+def _flag_bool(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tensorgate.serving.local",
@@ -885,8 +893,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rest_api_port", "--rest-port", dest="rest_port", type=int, default=8501)
     parser.add_argument("--port", "--grpc-port", dest="grpc_port", type=int, default=8500)
     parser.add_argument("--rest_api_timeout_in_ms", type=int, default=DEFAULT_REST_TIMEOUT_MS)
-    parser.add_argument("--enable_serialization_as_tensor_content", action="store_true")
-    parser.add_argument("--enable_grpc_healthcheck_service", action="store_true")
+    for flag in ("--enable_serialization_as_tensor_content", "--enable_grpc_healthcheck_service"):
+        # TF Serving's bool flags: --flag, --flag=true, --flag=false
+        parser.add_argument(flag, nargs="?", const=True, default=False, type=_flag_bool)
     parser.add_argument("--monitoring_config_file", help="accepted; metrics are always on")
     parser.add_argument(
         "--version", type=int, action="append", help="serve this version (repeatable)"

@@ -337,3 +337,50 @@ def test_counters_are_created_lazily_per_status(fid_base: Path) -> None:
     with LocalModelServer(MODEL, fid_base) as server:
         text = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics").text
     assert not re.search(r"^:tensorflow:serving:request_count\{", text, re.M)
+
+
+def test_process_takes_tf_serving_flags_as_the_pod_passes_them(
+    fid_base: Path, tmp_path: Path
+) -> None:
+    """The pod's args (manifests.serving_container) in TF Serving's spelling, bool flags as
+    ``--flag=true`` (model_servers/main.cc): the backend process accepts every one of them."""
+    import subprocess
+    import sys
+
+    from tensorgate.api.spec import ModelRef, parse_resource
+    from tensorgate.platform.kubernetes.manifests import models_config, serving_container
+    from tensorgate.serving.local import READY_WORD
+
+    model = ModelRef(name=MODEL, version="1", uri=str(fid_base))
+    config = tmp_path / "models.config"
+    config.write_text(models_config(model))
+    doc = {
+        "apiVersion": "tensorgate.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": MODEL, "namespace": "ml"},
+        "spec": {
+            "model": {"name": MODEL, "version": "1", "uri": str(fid_base)},
+            "contract": {
+                "inputs": {"x": {"dtype": "float32", "shape": [-1, 3]}},
+                "outputs": {"y": {"dtype": "float32", "shape": [-1, 3]}},
+            },
+        },
+    }
+    pod_args = serving_container(parse_resource(doc), model)["args"]
+    local = {"--port": "--port=0", "--rest_api_port": "--rest_api_port=0",
+             "--model_config_file": f"--model_config_file={config}"}  # fmt: skip
+    args = [local.get(a.split("=", 1)[0], a) for a in pod_args]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorgate.serving.local", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(READY_WORD), proc.stderr.read() if proc.stderr else first
+        assert f"model={MODEL} versions=1" in first
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
