@@ -39,7 +39,14 @@ from tensorgate.serving.base import (
 )
 from tensorgate.serving.protos import serving_apis_pb2 as apis
 from tensorgate.serving.protos import tf_core_pb2, tf_error_pb2
-from tensorgate.serving.tensors import ENUM_DTYPE, dtype_enum_name, pack, unpack
+from tensorgate.serving.tensors import (
+    ENUM_DTYPE,
+    dtype_enum_name,
+    length_delimited,
+    pack,
+    packed_tensor_parts,
+    unpack,
+)
 
 __all__ = [
     "TRANSIENT_CODES",
@@ -90,14 +97,20 @@ def signature_from_proto(name: str, sig: tf_core_pb2.SignatureDef) -> Signature:
 def _predict_request(
     spec: Callable[[apis.ModelSpec], None], inputs: Mapping[str, np.ndarray]
 ) -> bytes:
-    request = apis.PredictRequest()
-    spec(request.model_spec)
+    """A serialised ``PredictRequest``: the model spec through protobuf, each input as a
+    ``inputs`` map entry (key 1, TensorProto 2) whose content is joined in, copied once."""
+    head = apis.PredictRequest()
+    spec(head.model_spec)
+    parts: list[bytes | memoryview] = [head.SerializeToString()]
     for name, value in inputs.items():
         try:
-            pack(value, request.inputs[name])
+            tensor = packed_tensor_parts(value)
         except ValueError as exc:
             raise ServingRejectedError(f"input {name!r}: {exc}") from exc
-    return bytes(request.SerializeToString())
+        key = name.encode()
+        entry = [*length_delimited(1, [key]), *length_delimited(2, tensor)]
+        parts += length_delimited(2, entry)
+    return b"".join(parts)
 
 
 def _predict_outputs(raw: bytes) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ __all__ = [
     "ENUM_DTYPE",
     "dtype_enum_name",
     "pack",
+    "packed_tensor_parts",
     "unpack",
 ]
 
@@ -115,6 +116,31 @@ def pack(value: Any, out: Any = None, *, content: bool = True) -> Any:
         flat = flat.view(np.uint16)
     getattr(proto, _VAL_FIELD[name]).extend(flat.tolist())
     return proto
+
+
+def packed_tensor_parts(value: Any) -> list[bytes | memoryview]:
+    """The wire bytes of a numeric ``TensorProto`` (``tensor_content``) as parts to join.
+
+    The big part is a view of the array's own little-endian memory: joined with the parts
+    around it, the tensor is copied once on its way into a request, instead of once into the
+    proto and again when the proto is serialised. Strings go through :func:`pack`.
+    """
+    arr = np.asarray(value)
+    if _dtype_name(arr) == "string" or arr.dtype.name not in DTYPE_ENUM:
+        return [pack(arr).SerializeToString()]
+    header: Any = tf_core_pb2.TensorProto()
+    header.dtype = DTYPE_ENUM[arr.dtype.name]
+    for size in arr.shape:
+        header.tensor_shape.dim.add().size = int(size)
+    little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    raw = little.reshape(-1).view(np.uint8).data
+    return [header.SerializeToString(), b"\x22" + _varint(raw.nbytes), raw]
+
+
+def length_delimited(field: int, parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """``parts`` as one length-delimited field ``field`` of an enclosing message."""
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    return [_varint((field << 3) | 2) + _varint(size), *parts]
 
 
 def unpack(proto: Any) -> np.ndarray:
