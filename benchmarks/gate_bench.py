@@ -6,8 +6,8 @@ in one run on the same machine:
 
 - in-process: both SavedModels loaded here, called on the same batches (the floor);
 - gRPC: ``GrpcModelClient`` (the operator's gate path, the project's own protos) against the
-  local serving backend in its own process (as a pod is), ``predict_batched`` for both
-  models at once;
+  local serving backend, one process per version (the stable and the canary pod),
+  ``predict_batched`` for both models at once;
 - REST: ``RestModelClient`` the same way (JSON).
 
 gRPC batch size and concurrency are tuned over a small grid first; the best pair is recorded
@@ -78,13 +78,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(base: Path) -> Iterator[_Server]:
-    """The local serving backend as a process of its own (a pod's container)."""
+def _serve(base: Path, version: int) -> Iterator[_Server]:
+    """The local serving backend for one version, a process of its own (a track's pod)."""
     from tensorgate.serving.local import READY_WORD
 
     rest, grpc_port = _free_port(), _free_port()
     cmd = [sys.executable, "-m", "tensorgate.serving.local", "--model_name=bench",
-           f"--model_base_path={base}", "--version=1", "--version=2", "--host=127.0.0.1",
+           f"--model_base_path={base}", f"--version={version}", "--host=127.0.0.1",
            f"--rest_api_port={rest}", f"--port={grpc_port}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
@@ -116,20 +116,24 @@ def _in_process(base: Path, x: np.ndarray, batch: int) -> Callable[[], float]:
     return run
 
 
-async def _score(protocol: str, server: Any, x: np.ndarray, batch: int, conc: int) -> float:
+async def _score(
+    protocol: str, servers: list[_Server], x: np.ndarray, batch: int, conc: int
+) -> float:
     options = ClientOptions(timeout_s=120.0, batch_size=batch, concurrency=conc)
     clients: list[ModelClient]
     if protocol == "rest":
         from tensorgate.serving.rest import RestModelClient
 
         clients = [
-            RestModelClient(server.rest_url, "bench", version=v, options=options) for v in (1, 2)
+            RestModelClient(s.rest_url, "bench", version=v, options=options)
+            for v, s in zip((1, 2), servers, strict=True)
         ]
     else:
         from tensorgate.serving.grpc import GrpcModelClient
 
         clients = [
-            GrpcModelClient(server.grpc_target, "bench", version=v, options=options) for v in (1, 2)
+            GrpcModelClient(s.grpc_target, "bench", version=v, options=options)
+            for v, s in zip((1, 2), servers, strict=True)
         ]
     try:
         for c in clients:  # connect and learn the signature outside the timing
@@ -156,7 +160,8 @@ def main() -> None:
         base = Path(tmp) / "bench"
         _export(base / "1", 1)
         _export(base / "2", 2)
-        with _serve(base) as server:
+        with _serve(base, 1) as stable, _serve(base, 2) as candidate:
+            server = [stable, candidate]
             grid = {f"{b}x{c}": asyncio.run(_score("grpc", server, x, b, c)) for b, c in GRID}
             best = min(grid, key=lambda k: grid[k])
             batch, conc = (int(p) for p in best.split("x"))
