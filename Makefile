@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with every Python dependency (pinned by constraints.txt)
 
-system-deps: ## Debian packages the integration tests use (prometheus, postgresql)
+system-deps: ## Debian packages the integration tests use (prometheus, postgresql, chromium)
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

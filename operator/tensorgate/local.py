@@ -30,9 +30,11 @@ from tensorgate.errors import ConfigError, TensorGateError
 from tensorgate.gate.golden import load_golden
 from tensorgate.metrics.factory import make_providers
 from tensorgate.platform.base import TrafficRouter
+from tensorgate.platform.golden_sources import GoldenSources
 from tensorgate.platform.local.platform import LocalPlatform, LocalRouter
 from tensorgate.reconcile import Reconciler
 from tensorgate.serving.base import ClientOptions, ModelClient
+from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +191,8 @@ async def run_local_rollout(
     docs: list[dict[str, Any]],
     *,
     prometheus_url: str | None = None,
+    prometheus_options: PrometheusOptions | None = None,
+    golden_sources: GoldenSourceOptions | None = None,
     rate_per_s: float = 20.0,
     max_requests: int = 20_000,
     deadline_s: float = 600.0,
@@ -203,10 +207,12 @@ async def run_local_rollout(
         raise ConfigError(f"metadata.name: all manifests must name one model (got {sorted(names)})")
     name = names.pop()
     workdir = Path(tempfile.mkdtemp(prefix="tensorgate-local-"))
-    platform = LocalPlatform(workdir)
+    platform = LocalPlatform(workdir, golden_sources=GoldenSources(golden_sources))
     router = LocalRouter()
     routers: dict[str, TrafficRouter] = {"replicas": router, "gateway-api": router}
-    providers = make_providers(prometheus_url=prometheus_url, timeout_s=5.0, retries=2)
+    providers = make_providers(
+        prometheus_url=prometheus_url, timeout_s=5.0, retries=2, prometheus=prometheus_options
+    )
     reconciler = Reconciler(platform, routers, PlatformChecker(platform, providers), WallClock())
     started = time.monotonic()
     timeline: list[TimelineEntry] = []
@@ -311,4 +317,5 @@ async def _drive(
             raise ConfigError(
                 f"rollout did not finish within {deadline_s:.0f}s (phase {s.phase}: {s.message})"
             )
-        await asyncio.sleep(min(outcome.requeue_s or 0.5, 0.5))
+        if outcome.requeue_s != 0:
+            await asyncio.sleep(min(outcome.requeue_s or 0.5, 0.5))

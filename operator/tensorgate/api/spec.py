@@ -27,8 +27,14 @@ PLURAL = "modeldeployments"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 URI_SCHEMES = ("gs://", "s3://", "pvc://", "/")
+GOLDEN_URI_SCHEMES = ("gs://", "s3://", "/")
+GOLDEN_URI_MESSAGE = (
+    "must start with s3://, gs:// or / (a path in the operator pod); the operator cannot "
+    "read pvc:// claims: copy the .npz to object storage or use configMapRef"
+)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
 DEFAULT_S3_FETCH_IMAGE = "amazon/aws-cli:2.17.0"
 
@@ -172,6 +178,12 @@ class ServingSpec(_Model):
         description="TF Serving image; use a -gpu tag when gpu.count > 0.",
     )
     replicas: int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
+    max_surge: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Serving pods (and GPUs) a rollout may run beyond replicas at any moment.",
+    )
     gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPU request per serving pod.")
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels the serving pods must match."
@@ -270,10 +282,32 @@ class GoldenSetSpec(_Model):
     )
     uri: str | None = Field(
         default=None,
-        description="Location of the labelled .npz (gs://, s3://, pvc://claim/path or a path).",
+        description="Location of the labelled .npz, read by the operator itself: "
+        "s3://bucket/key or gs://bucket/key (credentials from credentialsSecret, else the "
+        "operator's workload identity), or an absolute path inside the operator pod. "
+        "pvc:// is refused: a claim in the model's namespace cannot be mounted into the "
+        "operator's pod; copy the set to object storage or a ConfigMap (configMapRef).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    " || ".join(f"self.startsWith('{s}')" for s in GOLDEN_URI_SCHEMES),
+                    GOLDEN_URI_MESSAGE,
+                )
+            ]
+        },
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
         default=None, description="A ConfigMap key holding the .npz (small sets)."
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret in the resource's namespace the operator reads to fetch uri: "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional AWS_SESSION_TOKEN) for s3://, "
+        "service-account.json (a service-account key) for gs://. Unset: the operator's own "
+        "credentials (workload identity, IRSA, instance role). The operator needs RBAC get "
+        "on Secrets (chart: rbac.goldenSetSecrets=true).",
     )
     features: str | None = Field(
         default=None,
@@ -292,6 +326,13 @@ class GoldenSetSpec(_Model):
         ge=0,
         description="Largest allowed |served - expected_<output>| for training/serving parity.",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _golden_uri_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(GOLDEN_URI_SCHEMES):
+            raise ValueError(GOLDEN_URI_MESSAGE)
+        return uri
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:
@@ -431,6 +472,19 @@ class AnalysisSpec(_Model):
     )
     readiness_timeout: Duration = Field(
         default="10m", description="Deadline for the canary pods to become Ready."
+    )
+    progress_deadline: Duration = Field(
+        default="10m",
+        description="Deadline of each of the phases SmokeTesting, Evaluating and Promoting (and "
+        "of a step's analysis past its interval); crossing it rolls back, or pauses when "
+        "rollback.automatic is false.",
+    )
+    max_edge_errors: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive checks that cannot run (Prometheus or a serving pod "
+        "unreachable) before the rollout is rolled back; a check that runs resets the count.",
     )
     metrics: list[MetricCheck] = Field(
         default_factory=_default_metrics,

@@ -9,8 +9,9 @@ from typing import Any
 
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
-from tensorgate.errors import ConfigError
+from tensorgate.errors import ConfigError, KubeAPIError
 from tensorgate.platform.base import Body
+from tensorgate.platform.golden_sources import GoldenSources, is_remote
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
 
@@ -25,11 +26,19 @@ def _track(track: str) -> m.Track:
     return track  # type: ignore[return-value]
 
 
+def _revision_of(deployment: dict[str, Any]) -> str | None:
+    template = (deployment.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    revision = annotations.get(m.ANNOTATION_REVISION)
+    return str(revision) if revision else None
+
+
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def _ensure_config(self, body: Body, model: ModelRef) -> None:
         """Add the model's pinned config to the ConfigMap; keys of other versions stay."""
@@ -45,13 +54,32 @@ class KubernetesPlatform:
             await self._kube.patch(path, {"data": missing})
 
     async def apply_track(
-        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        track: str,
+        model: ModelRef,
+        replicas: int,
+        *,
+        revision: str | None = None,
     ) -> None:
+        """Scale a track already at ``revision``; otherwise render it (config, Services, the
+        Deployment). A track at its revision is never re-rendered from a later spec, so what a
+        stable pod runs cannot change under it."""
+        name = m.deployment_name(body["metadata"]["name"], _track(track))
+        path = f"{collection_path('apps/v1', 'Deployment', _ns(body))}/{name}"
+        live = await self._kube.get(path)
+        if live is not None and revision is not None and _revision_of(live) == revision:
+            if int((live.get("spec") or {}).get("replicas", 1)) != replicas:
+                await self._kube.patch(path, {"spec": {"replicas": replicas}})
+            return
         await self._ensure_config(body, model)
-        for svc in (m.service(body), m.service(body, "stable"), m.service(body, "canary")):
+        for svc in m.services(body, spec):
             await self._apply_service(svc)
         await self._kube.apply(
-            m.deployment(body, spec, _track(track), model=model, replicas=replicas)
+            m.deployment(
+                body, spec, _track(track), model=model, replicas=replicas, revision=revision
+            )
         )
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
@@ -75,9 +103,11 @@ class KubernetesPlatform:
         obs = TrackObservation(
             exists=True,
             version=labels.get(m.LABEL_VERSION),
+            revision=_revision_of(dep),
             desired=int(spec.get("replicas", 1)),
             ready=int(status.get("readyReplicas") or 0) if fresh else 0,
             updated=int(status.get("updatedReplicas") or 0) if fresh else 0,
+            pods=int(status.get("replicas") or 0) + int(status.get("terminatingReplicas") or 0),
         )
         if obs.is_ready:
             return obs
@@ -168,10 +198,28 @@ class KubernetesPlatform:
                 )
             return base64.b64decode(data)
         uri = golden.uri or ""
+        if is_remote(uri):
+            name = golden.credentials_secret
+            if name is None:
+                return await self.golden_sources.fetch(uri)
+            where = f"spec.goldenSet.credentialsSecret: Secret {name!r}"
+            try:
+                secret = await self._kube.get(f"/api/v1/namespaces/{_ns(body)}/secrets/{name}")
+            except KubeAPIError as exc:
+                if exc.status != 403:
+                    raise
+                raise ConfigError(
+                    f"{where}: the operator may not read Secrets in {_ns(body)!r} "
+                    "(install the chart with rbac.goldenSetSecrets=true)"
+                ) from exc
+            if secret is None:
+                raise ConfigError(f"{where} not found in namespace {_ns(body)!r}")
+            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+            return await self.golden_sources.fetch(uri, data, secret_name=name)
         if not uri.startswith("/"):
             raise ConfigError(
-                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from a ConfigMap "
-                "(configMapRef) or a path mounted into its pod; remote URIs are not fetched"
+                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from s3://, gs://, "
+                "a ConfigMap (configMapRef) or a path mounted into its pod"
             )
         try:
             return await asyncio.to_thread(Path(uri).read_bytes)
@@ -183,8 +231,9 @@ class ReplicaRouter:
     """One Service for users; weight 0 selects only stable pods, any other weight selects
     both tracks and the split follows the tracks' replica counts."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         svc = m.service(body)
@@ -202,8 +251,9 @@ class ReplicaRouter:
 class GatewayRouter:
     """An HTTPRoute with weighted backendRefs to the per-track Services (Gateway API)."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         await self._kube.apply(m.http_route(body, spec, weight))
