@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean
+.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean protos bench
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -38,6 +38,12 @@ demo: venv ## train a good and a silently broken model, serve both, run the gate
 crds: venv ## regenerate crds/ and the chart's copy from the Python types
 	$(PY) -m tensorgate.cli crd > crds/modeldeployments.tensorgate.dev.yaml
 	mkdir -p charts/tensorgate/crds && cp crds/modeldeployments.tensorgate.dev.yaml charts/tensorgate/crds/
+
+protos: venv ## recompile operator/tensorgate/serving/protos/*.proto into the committed modules
+	PYTHONPATH=operator $(PY) -m tensorgate.serving.protos.generate
+
+bench: venv ## run every benchmark in benchmarks/ (results in benchmarks/results/)
+	@for b in benchmarks/*.py; do echo "== $$b"; PYTHONPATH=operator $(PY) $$b || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests benchmarks

@@ -48,6 +48,7 @@ GOLDEN_URI_MESSAGE = (
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
+DEFAULT_S3_FETCH_IMAGE = "amazon/aws-cli:2.17.0"
 
 DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A Service name: a DNS label that starts with a letter."""
@@ -348,14 +349,41 @@ class ServingSpec(_Model):
         default=None,
         pattern=DNS_SUBDOMAIN_PATTERN,
         max_length=253,
-        description="Secret whose keys become environment variables of the serving container "
-        "(e.g. AWS_ACCESS_KEY_ID for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://).",
+        description="Secret with the model store's credentials. For gs:// it must hold the "
+        "service-account key file under gcsKeyFileKey; it is mounted read-only and "
+        "GOOGLE_APPLICATION_CREDENTIALS points at it. For s3:// its keys (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, optional AWS_REGION / AWS_ENDPOINT_URL) become the environment "
+        "of the init container that fetches the model.",
+    )
+    gcs_key_file_key: str = Field(
+        default="key.json",
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_MAP_KEY_PATTERN,
+        description="Key of credentialsSecret that holds the GCS service-account JSON key.",
     )
     service_account_name: str | None = Field(
         default=None,
         pattern=DNS_SUBDOMAIN_PATTERN,
         max_length=253,
-        description="ServiceAccount of the serving pods (workload identity).",
+        description="ServiceAccount of the serving pods: Workload Identity for gs:// (no key "
+        "file) or IRSA for s3://; the alternative to credentialsSecret.",
+    )
+    gate_protocol: Literal["grpc", "rest"] = Field(
+        default="grpc",
+        description="How the operator's gate talks to the serving pods: gRPC on port 8500 "
+        "(default; float16 and uint16 tensors work) or REST on 8501.",
+    )
+    startup_timeout: Duration = Field(
+        default="30m",
+        description="How long a serving pod may take to load its model before liveness "
+        "applies (the startupProbe's budget; TF Serving opens no port until loaded).",
+    )
+    s3_fetch_image: str = Field(
+        default=DEFAULT_S3_FETCH_IMAGE,
+        min_length=1,
+        description="Pinned image of the init container that copies an s3:// model version "
+        "into an emptyDir (TF Serving 2.7+ has no S3 filesystem); needs the aws CLI.",
     )
 
 

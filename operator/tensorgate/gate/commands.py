@@ -285,7 +285,9 @@ def _gate(
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 from tensorgate.serving.local import LocalModelServer
 
-                servers[role] = stack.enter_context(LocalModelServer(model_name, ep.location))
+                servers[role] = stack.enter_context(
+                    LocalModelServer(model_name, ep.location, require_version_folders=False)
+                )
 
         async def run() -> GateReport:
             clients = {
