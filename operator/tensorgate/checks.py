@@ -14,10 +14,9 @@ from collections.abc import Mapping
 from tensorgate.api.spec import ModelDeploymentSpec
 from tensorgate.api.status import CheckResult, GateStatus
 from tensorgate.errors import ServingError
-from tensorgate.gate.canary import compare
 from tensorgate.gate.golden import GoldenSet, load_golden
 from tensorgate.gate.report import Check
-from tensorgate.gate.runner import GateConfig, canary_reasons, smoke_reasons
+from tensorgate.gate.runner import GateConfig, compare_with, gate_status_fields, smoke_reasons
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.metrics.base import MetricsProvider, Target
 from tensorgate.metrics.checks import begin_window, run_checks
@@ -96,33 +95,11 @@ class PlatformChecker:
         stable = await self._client(body, spec, "stable", stable_version)
         candidate = await self._client(body, spec, "canary", spec.model.version)
         try:
-            output = config.output_name
-            report = await compare(
-                stable,
-                candidate,
-                golden,
-                prediction_output=output,
-                output_spec=config.contract.outputs[output],
-                max_accuracy_drop=config.max_accuracy_drop,
-                confidence=config.confidence,
-            )
+            report = await compare_with(stable, candidate, golden, config)
         finally:
             await stable.aclose()
             await candidate.aclose()
-        return gate.model_copy(
-            update={
-                "compared": True,
-                "decision": "promote" if report.passed else "rollback",
-                "stable_accuracy": report.stable_accuracy,
-                "canary_accuracy": report.candidate_accuracy,
-                "delta": report.drop,
-                "upper_bound": report.upper_bound,
-                "p_value": report.p_value,
-                "samples": report.samples,
-                "agreement": report.agreement,
-                "reasons": canary_reasons(report),
-            }
-        )
+        return gate.model_copy(update=gate_status_fields(report))
 
     async def _targets(self, body: Body, spec: ModelDeploymentSpec) -> tuple[Target, Target]:
         canary = Target.of(body, spec, "canary", await self._platform.endpoints(body, "canary"))

@@ -30,6 +30,10 @@ URI_SCHEMES = ("gs://", "s3://", "pvc://", "/")
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
+MAX_ACCURACY_DROP_LIMIT = 0.4
+"""Largest ``analysis.maxAccuracyDrop``: where the gate's exact size is proven (engine.stats)."""
+MAX_CONFIDENCE = 0.999
+"""Largest ``analysis.confidence`` (idem)."""
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -372,14 +376,42 @@ class AnalysisSpec(_Model):
     max_accuracy_drop: float = Field(
         default=0.02,
         ge=0,
-        le=1,
-        description="Largest accepted accuracy loss vs stable (non-inferiority margin).",
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss vs stable (non-inferiority margin), in "
+        "[0, 0.4]. The candidate is promoted only when the one-sided upper confidence bound of "
+        "stable accuracy - candidate accuracy is at most this. Above 0.4 the exact "
+        "false-promotion guarantee is not proven (and such a margin is no gate).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.0 && self <= 0.4",
+                    "must be in [0, 0.4]: the exact false-promotion guarantee holds there",
+                )
+            ]
+        },
     )
     confidence: float = Field(
         default=0.95,
         ge=0.5,
-        lt=1,
-        description="Confidence of the one-sided upper bound on the accuracy drop.",
+        le=MAX_CONFIDENCE,
+        description="One-sided confidence of the upper bound on the accuracy drop, in "
+        "[0.5, 0.999]: 0.95 means at most 5% of candidates truly worse by maxAccuracyDrop are "
+        "promoted (exactly, not asymptotically; see tensorgate plan for the samples it needs).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.5 && self <= 0.999",
+                    "must be in [0.5, 0.999]: it is one-sided, 0.95 = 5% false promotions",
+                )
+            ]
+        },
+    )
+    min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Optional absolute floor: the candidate's golden-set accuracy must be at "
+        "least this, whatever the stable model scores.",
     )
     steps: list[Step] = Field(
         default_factory=lambda: [10, 25, 50, 100],

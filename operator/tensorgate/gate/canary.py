@@ -6,27 +6,124 @@ prediction output: ``argmax`` for probabilities/logits of width > 1, a threshold
 non-inferiority test of ``tensorgate.engine.stats``: the candidate passes iff the one-sided
 upper confidence bound of ``stable_accuracy - candidate_accuracy`` is at most
 ``maxAccuracyDrop``. Agreement and the classes whose recall fell by more than the margin are
-reported to help a human see *what* changed; they do not decide.
+reported to help a human see *what* changed; they do not decide (with ten classes an equal
+candidate's recall falls by more than a small margin in some class almost every time).
+
+Labels are checked against the output's classes before anything is compared (a negative
+label, or one at or above the output's width, names its rows). ``minAccuracy`` is an absolute
+floor for the candidate. A stable model that does not beat the majority-class rate with
+confidence, or a golden set too small to ever promote, gives a warning: such a golden set
+cannot tell a good candidate from a broken one, so it must not look like a passed gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from tensorgate.api.spec import OutputKind, TensorSpec
-from tensorgate.engine.stats import noninferiority
+from tensorgate.engine.stats import minimum_samples, noninferiority, normal_ppf
 from tensorgate.errors import ConfigError
 from tensorgate.gate.golden import GoldenSet
 from tensorgate.gate.report import CanaryReport, Check, ClassRecallChange
 from tensorgate.serving.base import ModelClient, predict_batched
 
-__all__ = ["compare", "predicted_classes", "recall_changes"]
+__all__ = [
+    "accuracy_warnings",
+    "check_labels",
+    "compare",
+    "output_classes",
+    "predicted_classes",
+    "recall_changes",
+    "size_warning",
+]
 
 MAX_RECALL_CHANGES = 20
+MAX_ROWS_NAMED = 10
+
+
+def output_classes(spec: TensorSpec, width: int | None = None) -> int | None:
+    """How many classes an output can predict: its width (2 for a width-1 score), ``None``
+    for ``classIds`` or when the width is not known (``width``: the served width, else the
+    contract's fixed last dimension)."""
+    if spec.kind in (OutputKind.CLASS_IDS, OutputKind.REGRESSION):
+        return None
+    if spec.kind is None and ("int" in str(spec.dtype)):
+        return None  # read as class ids, like predicted_classes does
+    if width is None:
+        if len(spec.shape) != 2 or spec.shape[-1] < 1:
+            return None
+        width = spec.shape[-1]
+    return 2 if width == 1 else width
+
+
+def check_labels(labels: np.ndarray, classes: int | None, name: str = "labels") -> None:
+    """Raise ``ConfigError`` naming the rows whose label is negative or not a class id."""
+    bad = labels < 0 if classes is None else (labels < 0) | (labels >= classes)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    shown = ", ".join(f"row {int(r)}: {int(labels[r])}" for r in rows[:MAX_ROWS_NAMED])
+    more = f" (+{rows.size - MAX_ROWS_NAMED} more)" if rows.size > MAX_ROWS_NAMED else ""
+    allowed = (
+        "must be >= 0"
+        if classes is None
+        else f"must be in [0, {classes - 1}] (the output has {classes} classes)"
+    )
+    raise ConfigError(
+        f"golden set: {rows.size} of {labels.size} {name} {allowed}: {shown}{more}; "
+        "fix the labels or goldenSet.output"
+    )
+
+
+def size_warning(samples: int, margin: float, confidence: float) -> str | None:
+    """A warning when even two identical models cannot promote on ``samples`` samples."""
+    if margin <= 0.0:
+        return (
+            f"maxAccuracyDrop {margin} can never promote: a zero margin is never proven; "
+            "see tensorgate plan"
+        )
+    needed = minimum_samples(margin, confidence)
+    if samples >= needed:
+        return None
+    return (
+        f"golden set of {samples} samples can never promote at maxAccuracyDrop {margin}, "
+        f"confidence {confidence}: even identical models need >= {needed} (tensorgate plan)"
+    )
+
+
+def _wilson_lower(successes: int, n: int, confidence: float) -> float:
+    z = normal_ppf(confidence)
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def accuracy_warnings(labels: np.ndarray, stable_right: np.ndarray, confidence: float) -> list[str]:
+    """Warn when the stable model is not shown (one-sided Wilson bound at ``confidence``) to
+    beat always answering the golden set's most frequent label."""
+    n = int(labels.size)
+    values, counts = np.unique(labels, return_counts=True)
+    majority = float(counts.max()) / n
+    correct = int(stable_right.sum())
+    lower = _wilson_lower(correct, n, confidence)
+    warnings = []
+    if values.size == 1:
+        warnings.append(
+            f"golden set has a single label ({int(values[0])}): it cannot measure accuracy"
+        )
+    if lower <= majority:
+        warnings.append(
+            f"stable model scores near chance on the golden set: accuracy {correct / n:.4f} "
+            f"(lower bound {lower:.4f}) <= majority-class rate {majority:.4f}; a golden set "
+            "the stable model cannot solve cannot tell a good candidate from a broken one"
+        )
+    return warnings
 
 
 def predicted_classes(output: np.ndarray, spec: TensorSpec, name: str = "output") -> np.ndarray:
@@ -109,10 +206,12 @@ async def compare(
     confidence: float,
     candidate_outputs: Mapping[str, np.ndarray] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    min_accuracy: float | None = None,
 ) -> CanaryReport:
     """Score both models (the candidate only if its outputs are not given) and compare."""
     if golden.labels is None:
         raise ConfigError("golden set: the canary comparison needs labels")
+    check_labels(golden.labels, output_classes(output_spec))
     started = time.perf_counter()
 
     async def score(client: ModelClient) -> Mapping[str, np.ndarray]:
@@ -137,6 +236,8 @@ async def compare(
                 f"{golden.size} golden samples"
             )
 
+    width = int(np.asarray(stable_out[prediction_output]).reshape(golden.size, -1).shape[1])
+    check_labels(golden.labels, output_classes(output_spec, width))
     checks = []
     if candidate_outputs is None:  # smoke did not already check the candidate's golden outputs
         checks.append(_finite_check(prediction_output, "candidate", cand_out[prediction_output]))
@@ -153,11 +254,26 @@ async def compare(
     result = noninferiority(b, c, n, max_accuracy_drop, confidence)
     if not stable_finite.passed:
         checks.append(Check("stable-finite", True, f"warning: {stable_finite.message}"))
+    candidate_accuracy = float(cand_right.mean())
+    if min_accuracy is not None:
+        relation = ">=" if candidate_accuracy >= min_accuracy else "<"
+        checks.append(
+            Check(
+                "min-accuracy",
+                candidate_accuracy >= min_accuracy,
+                f"candidate accuracy {candidate_accuracy:.4f} {relation} minAccuracy "
+                f"{min_accuracy}",
+            )
+        )
+    warnings = accuracy_warnings(labels, stable_right, confidence)
+    too_small = size_warning(n, max_accuracy_drop, confidence)
+    if too_small is not None:
+        warnings.insert(0, too_small)
     return CanaryReport(
         ran=True,
         samples=n,
         stable_accuracy=float(stable_right.mean()),
-        candidate_accuracy=float(cand_right.mean()),
+        candidate_accuracy=candidate_accuracy,
         drop=result.drop,
         upper_bound=result.upper_bound,
         p_value=result.p_value,
@@ -167,7 +283,9 @@ async def compare(
         candidate_only_correct=c,
         agreement=float(np.mean(ps == pc)),
         method=result.method,
+        non_inferior=result.is_non_inferior,
         recall_changes=recall_changes(labels, ps, pc, max_accuracy_drop),
         checks=tuple(checks),
+        warnings=tuple(warnings),
         elapsed_s=time.perf_counter() - started,
     )

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from tensorgate.api.status import VerdictRecord
+from tensorgate.engine.stats import METHOD
+
 __all__ = [
     "CanaryReport",
     "Check",
@@ -92,19 +95,31 @@ class CanaryReport:
     stable_only_correct: int = 0
     candidate_only_correct: int = 0
     agreement: float | None = None
-    method: str = "tango-score"
+    method: str = METHOD
+    non_inferior: bool = False
     recall_changes: tuple[ClassRecallChange, ...] = ()
     checks: tuple[Check, ...] = ()
+    warnings: tuple[str, ...] = ()
     elapsed_s: float | None = None
 
     @property
     def passed(self) -> bool:
-        return (
-            self.ran
-            and all(c.passed for c in self.checks)
-            and self.upper_bound is not None
-            and self.max_accuracy_drop is not None
-            and self.upper_bound <= self.max_accuracy_drop
+        """Every check passed and the non-inferiority test promotes (``T(m) <= -z``)."""
+        return self.ran and all(c.passed for c in self.checks) and self.non_inferior
+
+    @property
+    def verdict(self) -> VerdictRecord | None:
+        """What the verdict was decided from (``replay_verdict(verdict.to_dict())``)."""
+        if not self.ran or self.confidence is None or self.max_accuracy_drop is None:
+            return None
+        return VerdictRecord(
+            n=self.samples,
+            b=self.stable_only_correct,
+            c=self.candidate_only_correct,
+            confidence=self.confidence,
+            margin=self.max_accuracy_drop,
+            method=self.method,
+            checks_passed=all(c.passed for c in self.checks),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,9 +145,12 @@ class CanaryReport:
                 "stableOnlyCorrect": self.stable_only_correct,
                 "candidateOnlyCorrect": self.candidate_only_correct,
             },
+            "nonInferior": self.non_inferior,
             "agreement": r(self.agreement),
             "classRecallChanges": [c.to_dict() for c in self.recall_changes],
             "checks": [c.to_dict() for c in self.checks],
+            "warnings": list(self.warnings),
+            "verdict": verdict.to_dict() if (verdict := self.verdict) else None,
         }
 
 
@@ -143,18 +161,14 @@ class GateReport:
     canary: CanaryReport
     reasons: tuple[str, ...] = field(default_factory=tuple)
     elapsed_s: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def caught_by(self) -> list[str]:
         """Names of the checks that failed (``accuracy`` for the non-inferiority test)."""
         names = [c.name for c in self.smoke.failed]
         names += [c.name for c in self.canary.checks if not c.passed]
-        if (
-            self.canary.ran
-            and self.canary.upper_bound is not None
-            and self.canary.max_accuracy_drop is not None
-            and self.canary.upper_bound > self.canary.max_accuracy_drop
-        ):
+        if self.canary.ran and not self.canary.non_inferior:
             names.append("accuracy")
         return names
 
@@ -164,6 +178,7 @@ class GateReport:
             "smoke": self.smoke.to_dict(),
             "canary": self.canary.to_dict(),
             "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
             "caughtBy": self.caught_by,
         }
         if self.elapsed_s is not None:

@@ -1,0 +1,128 @@
+"""What the gate promises beyond the test itself: labels checked against the output's
+classes, an absolute accuracy floor, warnings for a golden set that cannot tell good from
+broken, and a verdict record that replays to the same decision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+
+from tensorgate.api.spec import SmokeSpec
+from tensorgate.engine.stats import minimum_samples, replay_verdict
+from tensorgate.errors import ConfigError
+from tensorgate.gate.canary import check_labels, output_classes
+from tensorgate.gate.golden import GoldenSet
+from tensorgate.gate.report import Decision
+from tensorgate.gate.runner import GateConfig, gate_status_fields, run_gate
+from tests.unit.gate.conftest import N_CLASSES, FakeFactory, make_contract, make_golden
+
+
+def _with_labels(golden: GoldenSet, labels: np.ndarray) -> GoldenSet:
+    return GoldenSet(inputs=golden.inputs, labels=labels, expected=golden.expected)
+
+
+@pytest.mark.parametrize(
+    ("labels", "classes", "message"),
+    [
+        pytest.param([0, 1, -1, 2, -3], 3, "2 of 5 labels must be in [0, 2] (the output has 3 classes): row 2: -1, row 4: -3", id="negative"),
+        pytest.param([0, 3, 1], 3, "row 1: 3", id="beyond-width"),
+        pytest.param([0, -1], None, "must be >= 0: row 1: -1", id="class-ids-negative"),
+        pytest.param(list(range(-15, 0)), 3, "(+5 more)", id="many-rows-cut"),
+    ],
+)  # fmt: skip
+def test_check_labels_names_the_rows(labels: list[int], classes: int | None, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_labels(np.asarray(labels), classes)
+    assert message in str(info.value)
+
+
+def test_check_labels_accepts_class_ids() -> None:
+    check_labels(np.array([0, 1, 2]), 3)
+    check_labels(np.array([0, 7]), None)
+
+
+def test_output_classes_from_the_contract() -> None:
+    probs = make_contract().outputs["probs"]
+    assert output_classes(probs) == N_CLASSES
+    assert output_classes(probs, 1) == 2  # a single score is binary
+    ids = make_contract(ids={"dtype": "int64", "shape": [-1, 1], "kind": "classIds"})
+    assert output_classes(ids.outputs["ids"]) is None
+
+
+async def test_gate_rejects_labels_outside_the_output_before_calling_a_model(
+    fake: FakeFactory,
+) -> None:
+    golden = make_golden(300)
+    labels = golden.labels.copy() if golden.labels is not None else np.zeros(0)
+    labels[[5, 9]] = N_CLASSES
+    calls = fake()
+    with pytest.raises(ConfigError, match=r"row 5: 3, row 9: 3"):
+        await run_gate(
+            fake(), calls, _with_labels(golden, labels), GateConfig(contract=make_contract())
+        )
+    assert calls.calls == [] if hasattr(calls, "calls") else True
+
+
+async def test_min_accuracy_floor_rolls_back_an_equal_but_weak_candidate(fake: FakeFactory) -> None:
+    golden = make_golden(1500)  # the stable model is about 90 % right
+    config = GateConfig(contract=make_contract(), smoke=SmokeSpec(), min_accuracy=0.95)
+    report = await run_gate(fake(), fake(), golden, config)
+    assert report.canary.non_inferior  # identical models: the test alone would promote
+    assert report.decision == Decision.ROLLBACK
+    assert report.caught_by == ["min-accuracy"]
+    assert any("< minAccuracy 0.95" in r for r in report.reasons)
+    assert (
+        replay_verdict(report.canary.verdict.to_dict() if report.canary.verdict else {})
+        == "rollback"
+    )
+
+
+async def test_stable_model_at_chance_warns(fake: FakeFactory) -> None:
+    golden = make_golden(1500)
+    noise = np.random.default_rng(7).integers(0, N_CLASSES, golden.size)
+    report = await run_gate(
+        fake(), fake(), _with_labels(golden, noise), GateConfig(contract=make_contract())
+    )
+    assert report.decision == Decision.PROMOTE  # identical models do not lose accuracy...
+    assert any("near chance" in w for w in report.warnings)  # ...but nobody may read it as a pass
+    assert any("near chance" in w for w in report.to_dict()["warnings"])
+    assert gate_status_fields(report.canary)["warnings"] == list(report.canary.warnings)
+
+
+async def test_good_golden_set_has_no_warnings(fake: FakeFactory) -> None:
+    report = await run_gate(fake(), fake(), make_golden(1500), GateConfig(contract=make_contract()))
+    assert report.decision == Decision.PROMOTE
+    assert report.warnings == ()
+
+
+async def test_too_small_golden_set_warns_and_cannot_promote(fake: FakeFactory) -> None:
+    small = minimum_samples(0.02, 0.95) - 1
+    report = await run_gate(
+        fake(), fake(), make_golden(small), GateConfig(contract=make_contract())
+    )
+    assert report.decision == Decision.ROLLBACK
+    assert any(f"{small} samples can never promote" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_verdict_record_replays_to_the_gate_decision(fake: FakeFactory, seed: int) -> None:
+    golden = make_golden(400)
+    rng = np.random.default_rng(seed)
+    flip = rng.random(golden.size) < 0.02 * seed
+
+    def candidate(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from tests.unit.gate.conftest import good_fn
+
+        out = good_fn(inputs)["probs"]
+        rows = flip[: out.shape[0]] if out.shape[0] == golden.size else np.zeros(out.shape[0], bool)
+        return {"probs": np.where(rows[:, None], np.roll(out, 1, axis=1), out)}
+
+    report = await run_gate(fake(), fake(candidate), golden, GateConfig(contract=make_contract()))
+    record = report.canary.verdict
+    assert record is not None
+    assert replay_verdict(record.to_dict()) == str(report.decision)
+    status = gate_status_fields(report.canary)
+    assert status["verdict"] == record
+    assert status["decision"] == str(report.decision)
