@@ -65,8 +65,13 @@ FileOpt = Annotated[
 
 @app.command()
 def validate(filename: FileOpt) -> None:
-    """Check ModelDeployment manifests; print field errors and exit 2 when invalid."""
-    _load_valid(filename)
+    """Check ModelDeployment manifests; print field errors and exit 2 when invalid (and warn
+    when a local golden set is too small to ever promote)."""
+    from tensorgate.gate.plan_command import manifest_warnings
+
+    for doc in _load_valid(filename):
+        for warning in manifest_warnings(parse_resource(doc)):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -211,7 +216,11 @@ def _register_optional_commands() -> None:
     """Commands that live beside their subsystem register themselves here."""
     import importlib
 
-    for module in ("tensorgate.gate.commands", "tensorgate.commands"):
+    for module in (
+        "tensorgate.gate.commands",
+        "tensorgate.gate.plan_command",
+        "tensorgate.commands",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
