@@ -62,7 +62,7 @@ class PlatformChecker:
         if spec.golden_set is None:
             return None
         data = await self._platform.read_golden(body, spec)
-        return load_golden(data, spec.contract, spec.golden_set)
+        return load_golden(data, spec.contract, spec.golden_set, slices=spec.analysis.slices)
 
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
         config = GateConfig.from_spec(spec)

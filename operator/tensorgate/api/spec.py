@@ -413,6 +413,27 @@ class AnalysisSpec(_Model):
         description="Optional absolute floor: the candidate's golden-set accuracy must be at "
         "least this, whatever the stable model scores.",
     )
+    slices: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Golden-set array of slice ids (class, country, device...): every slice "
+        "with minSliceSupport samples is tested for a drop above maxSliceAccuracyDrop, with "
+        "Holm's correction across slices (an equal candidate is flagged at most "
+        "1 - confidence of the time).",
+    )
+    max_slice_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss within a slice; default: maxAccuracyDrop.",
+    )
+    min_slice_support: int = Field(
+        default=30, ge=1, description="Slices with fewer golden samples are reported, not tested."
+    )
+    decide_on_slices: bool = Field(
+        default=False,
+        description="Roll back when a slice test flags a slice; false: report it as a warning.",
+    )
     steps: list[Step] = Field(
         default_factory=lambda: [10, 25, 50, 100],
         min_length=1,

@@ -23,6 +23,7 @@ bound of the error (the tests add it to the size before comparing it with the li
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +33,12 @@ from tensorgate.engine.stats import METHOD, minimum_samples, promotes
 
 __all__ = [
     "MAX_PLANNED_SAMPLES",
+    "Decision",
     "Plan",
     "Probability",
     "plan",
     "power",
+    "probability",
     "promotion_probability",
     "samples_for_power",
 ]
@@ -71,6 +74,10 @@ def _xlogy(x: npt.NDArray[np.float64], p: float) -> npt.NDArray[np.float64]:
     return np.where(x == 0, 0.0, -np.inf)
 
 
+Decision = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[np.bool_]]
+"""A vectorised decision on tables ``(b, c)`` of one ``n``: ``True`` where it fires."""
+
+
 def promotion_probability(
     n: int,
     p_b: float,
@@ -81,6 +88,15 @@ def promotion_probability(
     method: str = METHOD,
 ) -> Probability:
     """Exact ``P(the gate promotes)`` when ``(b, c, rest) ~ Multinomial(n; p_b, p_c, rest)``."""
+
+    def decide(b: npt.NDArray[np.int64], c: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        return promotes(b, c, n, margin, confidence, method=method)
+
+    return probability(n, p_b, p_c, decide)
+
+
+def probability(n: int, p_b: float, p_c: float, decide: Decision) -> Probability:
+    """Exact ``P(decide(b, c))`` when ``(b, c, rest) ~ Multinomial(n; p_b, p_c, rest)``."""
     if n < 1:
         raise ValueError(f"n must be >= 1 (got {n})")
     if p_b < 0.0 or p_c < 0.0 or p_b + p_c > 1.0:
@@ -111,7 +127,7 @@ def promotion_probability(
         )
         pmf = np.where(valid, np.exp(log_pmf), 0.0)
     inside = float(pmf.sum())
-    decided = promotes(bi, ci, n, margin, confidence, method=method) & valid
+    decided = decide(bi, ci) & valid
     value = float(pmf[decided].sum())
     return Probability(value=value, missing=max(0.0, 1.0 - inside))
 

@@ -88,6 +88,7 @@ __all__ = [
     "promotes",
     "replay_verdict",
     "score_statistic",
+    "score_statistics",
     "score_upper_bound",
     "tango_interval",
     "tango_statistic",
@@ -272,6 +273,36 @@ def tango_statistic(b: int, c: int, n: int, delta0: float) -> float:
     return score_statistic(b, c, n, delta0, continuity=0.0)
 
 
+def score_statistics(
+    b: npt.ArrayLike,
+    c: npt.ArrayLike,
+    n: int,
+    delta0: float,
+    *,
+    method: str = METHOD,
+    direction: float = 1.0,
+) -> npt.NDArray[np.float64]:
+    """``score_statistic`` for many tables at once, with ``method``'s correction added to
+    ``b - c`` (``direction = 1``: against promoting) or taken from it (``-1``: against
+    flagging a drop above ``delta0``, the slice test)."""
+    base = _continuity(method) * direction
+    bb = np.asarray(b, dtype=np.float64)
+    cc = np.asarray(c, dtype=np.float64)
+    m = float(delta0)
+    w = -(bb + cc) + (2 * n - bb + cc) * m
+    disc = np.maximum(w * w + 8.0 * n * cc * m * (1.0 - m), 0.0)
+    q = np.maximum(0.0, (-w + np.sqrt(disc)) / (4.0 * n))
+    variance = n * (2.0 * q + m * (1.0 - m))
+    numerator = bb - cc + base * (1.0 + (bb + cc) / n) - n * m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(
+            variance > 1e-300,
+            numerator / np.sqrt(np.maximum(variance, 1e-300)),
+            np.where(np.abs(numerator) <= 1e-12 * n, 0.0, np.sign(numerator) * np.inf),
+        )
+    return np.asarray(stat, dtype=np.float64)
+
+
 def promotes(
     b: npt.ArrayLike,
     c: npt.ArrayLike,
@@ -286,23 +317,11 @@ def promotes(
     ``True`` where ``T(margin) <= -z``; cells with ``b + c > n`` are ``False``. This is the
     function the exact size and power computations sum over.
     """
-    base = _continuity(method)
     _check_confidence(confidence)
     bb = np.asarray(b, dtype=np.float64)
     cc = np.asarray(c, dtype=np.float64)
-    m = float(margin)
+    stat = score_statistics(bb, cc, n, margin, method=method)
     z = normal_ppf(confidence)
-    w = -(bb + cc) + (2 * n - bb + cc) * m
-    disc = np.maximum(w * w + 8.0 * n * cc * m * (1.0 - m), 0.0)
-    q = np.maximum(0.0, (-w + np.sqrt(disc)) / (4.0 * n))
-    variance = n * (2.0 * q + m * (1.0 - m))
-    numerator = bb - cc + base * (1.0 + (bb + cc) / n) - n * m
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(
-            variance > 1e-300,
-            numerator / np.sqrt(np.maximum(variance, 1e-300)),
-            np.where(np.abs(numerator) <= 1e-12 * n, 0.0, np.sign(numerator) * np.inf),
-        )
     return np.asarray((stat <= -z) & (bb + cc <= n) & (bb >= 0) & (cc >= 0), dtype=np.bool_)
 
 
@@ -442,8 +461,13 @@ def replay_verdict(inputs: Mapping[str, Any]) -> str:
     - ``margin`` (float): ``maxAccuracyDrop``, in [0, 1);
     - ``method`` (str): ``tango-score-cc`` (current) or ``tango-score`` (before the correction);
     - ``checksPassed`` (bool, optional, default true): whether every other canary check
-      (finite outputs, the ``minAccuracy`` floor) passed; a failed check is a rollback
-      whatever the numbers say.
+      (finite outputs, the ``minAccuracy`` floor; not the slice check, which is recomputed)
+      passed; a failed check is a rollback whatever the numbers say;
+    - ``slices`` (list, optional): per-slice tables ``{"slice": str, "n": int, "b": int,
+      "c": int}``, with ``sliceMargin`` (float, default ``margin``), ``minSliceSupport``
+      (int, default 1) and ``decideOnSlices`` (bool, default false) beside them; when
+      ``decideOnSlices`` is true the slice tests (``tensorgate.engine.slices.slice_tests``,
+      Holm at ``confidence``) are recomputed and any flagged slice is a rollback.
 
     Raises ``ValueError`` naming the key when one is missing or impossible.
     """
@@ -458,4 +482,23 @@ def replay_verdict(inputs: Mapping[str, Any]) -> str:
     method = str(inputs["method"])
     result = noninferiority(b, c, n, margin, confidence, method=method)
     passed = result.is_non_inferior and bool(inputs.get("checksPassed", True))
+    if passed and inputs.get("decideOnSlices") and inputs.get("slices"):
+        from tensorgate.engine.slices import SliceCounts, slice_tests
+
+        try:
+            counts = [
+                SliceCounts(str(s["slice"]), int(s["n"]), int(s["b"]), int(s["c"]))
+                for s in inputs["slices"]
+            ]
+            slice_margin = inputs.get("sliceMargin")
+            tests = slice_tests(
+                counts,
+                margin=margin if slice_margin is None else float(slice_margin),
+                confidence=confidence,
+                min_support=int(inputs.get("minSliceSupport") or 1),
+                method=method,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"verdict record: bad slices ({exc})") from exc
+        passed = not any(t.flagged for t in tests)
     return "promote" if passed else "rollback"

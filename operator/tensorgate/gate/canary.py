@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tensorgate.api.spec import OutputKind, TensorSpec
+from tensorgate.engine.slices import SliceCounts, SliceTest, slice_tests
 from tensorgate.engine.stats import minimum_samples, noninferiority, normal_ppf
 from tensorgate.errors import ConfigError
 from tensorgate.gate.golden import GoldenSet
@@ -40,6 +41,8 @@ __all__ = [
     "predicted_classes",
     "recall_changes",
     "size_warning",
+    "slice_counts",
+    "slice_message",
 ]
 
 MAX_RECALL_CHANGES = 20
@@ -180,6 +183,48 @@ def recall_changes(
     return tuple(changes[:MAX_RECALL_CHANGES])
 
 
+def slice_counts(
+    slices: np.ndarray, stable_right: np.ndarray, candidate_right: np.ndarray
+) -> list[SliceCounts]:
+    """Each slice's paired table, slices in sorted order."""
+    only_stable = stable_right & ~candidate_right
+    only_candidate = ~stable_right & candidate_right
+    out = []
+    for sid in np.unique(slices):
+        mask = slices == sid
+        out.append(
+            SliceCounts(
+                str(sid),
+                int(mask.sum()),
+                int(only_stable[mask].sum()),
+                int(only_candidate[mask].sum()),
+            )
+        )
+    return out
+
+
+def slice_message(tests: list[SliceTest], margin: float, confidence: float, support: int) -> str:
+    """One line: the flagged slices (largest drop first) or how many were tested."""
+    tested = [t for t in tests if t.tested]
+    flagged = sorted((t for t in tests if t.flagged), key=lambda t: (-t.drop, t.slice))
+    untested = len(tests) - len(tested)
+    scope = (
+        f"{len(tested)} of {len(tests)} slices tested"
+        + (f" ({untested} below minSliceSupport {support})" if untested else "")
+        + f", Holm at confidence {confidence}"
+    )
+    if not flagged:
+        return f"no slice lost more than maxSliceAccuracyDrop {margin}: {scope}"
+    shown = ", ".join(
+        f"{t.slice} drop {t.drop:.4f} (n={t.n}, p={t.p_value:.3g})" for t in flagged[:5]
+    )
+    more = f" (+{len(flagged) - 5} more)" if len(flagged) > 5 else ""
+    return (
+        f"{len(flagged)} slice(s) lost more than maxSliceAccuracyDrop {margin}: "
+        f"{shown}{more}; {scope}"
+    )
+
+
 def _finite_check(name: str, who: str, output: np.ndarray) -> Check:
     arr = np.asarray(output)
     if arr.dtype.kind not in "fc":
@@ -207,6 +252,9 @@ async def compare(
     candidate_outputs: Mapping[str, np.ndarray] | None = None,
     on_progress: Callable[[int], None] | None = None,
     min_accuracy: float | None = None,
+    slice_margin: float | None = None,
+    min_slice_support: int = 30,
+    decide_on_slices: bool = False,
 ) -> CanaryReport:
     """Score both models (the candidate only if its outputs are not given) and compare."""
     if golden.labels is None:
@@ -269,6 +317,19 @@ async def compare(
     too_small = size_warning(n, max_accuracy_drop, confidence)
     if too_small is not None:
         warnings.insert(0, too_small)
+    slices: tuple[SliceTest, ...] = ()
+    margin_s = max_accuracy_drop if slice_margin is None else slice_margin
+    if golden.slices is not None:
+        counts = slice_counts(golden.slices, stable_right, cand_right)
+        tests = slice_tests(
+            counts, margin=margin_s, confidence=confidence, min_support=min_slice_support
+        )
+        slices = tuple(tests)
+        message = slice_message(tests, margin_s, confidence, min_slice_support)
+        if decide_on_slices:
+            checks.append(Check("slices", not any(t.flagged for t in tests), message))
+        elif any(t.flagged for t in tests):
+            warnings.append(f"{message} (reported only: decideOnSlices is false)")
     return CanaryReport(
         ran=True,
         samples=n,
@@ -287,5 +348,9 @@ async def compare(
         recall_changes=recall_changes(labels, ps, pc, max_accuracy_drop),
         checks=tuple(checks),
         warnings=tuple(warnings),
+        slices=slices,
+        slice_margin=margin_s if golden.slices is not None else None,
+        min_slice_support=min_slice_support if golden.slices is not None else None,
+        decide_on_slices=decide_on_slices and golden.slices is not None,
         elapsed_s=time.perf_counter() - started,
     )

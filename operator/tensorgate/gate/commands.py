@@ -321,7 +321,7 @@ def _gate(
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, "options")) from exc
     config = GateConfig.build(contract, smoke=smoke, analysis=analysis, golden_set=golden_spec)
-    golden_set = load_golden(golden, contract, golden_spec)
+    golden_set = load_golden(golden, contract, golden_spec, slices=config.slices)
     for warning in pre_run_warnings(golden_set, config):
         typer.echo(f"warning: {warning}", err=True)
     options = ClientOptions(timeout_s=timeout_s, batch_size=batch_size, concurrency=concurrency)

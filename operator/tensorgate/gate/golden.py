@@ -29,6 +29,7 @@ class GoldenSet:
     inputs: Mapping[str, np.ndarray]
     labels: np.ndarray | None
     expected: Mapping[str, np.ndarray]
+    slices: np.ndarray | None = None  # (n,) slice ids as strings (analysis.slices)
 
     @property
     def size(self) -> int:
@@ -69,6 +70,7 @@ def load_golden(
     spec: GoldenSetSpec | None = None,
     *,
     require_labels: bool = True,
+    slices: str | None = None,
 ) -> GoldenSet:
     """Validate a golden set against the contract and cast inputs to the declared dtypes."""
     arrays = dict(source) if isinstance(source, Mapping) else read_npz(source)
@@ -123,9 +125,20 @@ def load_golden(
         if EXPECTED_PREFIX + name in arrays
     }
 
+    slice_ids: np.ndarray | None = None
+    if slices is not None:
+        if slices not in arrays or np.asarray(arrays[slices]).ndim != 1:
+            raise ConfigError(
+                f"golden set: analysis.slices names {slices!r}, which is not a 1-D array "
+                f"(arrays: {available})"
+            )
+        slice_ids = np.asarray(arrays[slices]).astype(str)
+
     sizes = {f"input {k}": v.shape[0] for k, v in inputs.items()}
     if labels is not None:
         sizes["labels"] = labels.shape[0]
+    if slice_ids is not None:
+        sizes[f"slices {slices}"] = slice_ids.shape[0]
     sizes.update({f"{EXPECTED_PREFIX}{k}": v.shape[0] for k, v in expected.items()})
     if len(set(sizes.values())) != 1:
         raise ConfigError(f"golden set: arrays disagree on the sample count: {sizes}")
@@ -137,4 +150,5 @@ def load_golden(
         inputs = {k: v[:limit] for k, v in inputs.items()}
         labels = labels[:limit] if labels is not None else None
         expected = {k: v[:limit] for k, v in expected.items()}
-    return GoldenSet(inputs=inputs, labels=labels, expected=expected)
+        slice_ids = slice_ids[:limit] if slice_ids is not None else None
+    return GoldenSet(inputs=inputs, labels=labels, expected=expected, slices=slice_ids)

@@ -76,7 +76,7 @@ def _measure(
 
     contract, _, _, golden_spec = load_contract(contract_path)
     config = GateConfig.build(contract, analysis=analysis, golden_set=golden_spec)
-    golden_set = load_golden(golden, contract, golden_spec)
+    golden_set = load_golden(golden, contract, golden_spec, slices=config.slices)
 
     async def score(stable_client: ModelClient, candidate_client: ModelClient) -> CanaryReport:
         return await compare_with(stable_client, candidate_client, golden_set, config)

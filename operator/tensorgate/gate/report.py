@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tensorgate.api.status import VerdictRecord
+from tensorgate.api.status import SliceVerdict, VerdictRecord
+from tensorgate.engine.slices import SliceTest
 from tensorgate.engine.stats import METHOD
 
 __all__ = [
@@ -100,6 +101,10 @@ class CanaryReport:
     recall_changes: tuple[ClassRecallChange, ...] = ()
     checks: tuple[Check, ...] = ()
     warnings: tuple[str, ...] = ()
+    slices: tuple[SliceTest, ...] = ()
+    slice_margin: float | None = None
+    min_slice_support: int | None = None
+    decide_on_slices: bool = False
     elapsed_s: float | None = None
 
     @property
@@ -119,7 +124,11 @@ class CanaryReport:
             confidence=self.confidence,
             margin=self.max_accuracy_drop,
             method=self.method,
-            checks_passed=all(c.passed for c in self.checks),
+            checks_passed=all(c.passed for c in self.checks if c.name != "slices"),
+            slices=[SliceVerdict(slice=t.slice, n=t.n, b=t.b, c=t.c) for t in self.slices],
+            slice_margin=self.slice_margin,
+            min_slice_support=self.min_slice_support,
+            decide_on_slices=self.decide_on_slices,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +159,17 @@ class CanaryReport:
             "classRecallChanges": [c.to_dict() for c in self.recall_changes],
             "checks": [c.to_dict() for c in self.checks],
             "warnings": list(self.warnings),
+            "slices": [
+                {
+                    "slice": t.slice,
+                    "samples": t.n,
+                    "drop": r(t.drop),
+                    "pValue": None if t.p_value is None else float(f"{t.p_value:.6g}"),
+                    "tested": t.tested,
+                    "flagged": t.flagged,
+                }
+                for t in self.slices
+            ],
             "verdict": verdict.to_dict() if (verdict := self.verdict) else None,
         }
 

@@ -61,6 +61,10 @@ class GateConfig:
     prediction_output: str | None = None
     parity_tolerance: float = 1e-3
     min_accuracy: float | None = None
+    slices: str | None = None
+    slice_margin: float | None = None
+    min_slice_support: int = 30
+    decide_on_slices: bool = False
 
     @classmethod
     def from_spec(cls, spec: ModelDeploymentSpec) -> GateConfig:
@@ -72,6 +76,10 @@ class GateConfig:
             prediction_output=spec.prediction_output,
             parity_tolerance=spec.golden_set.parity_tolerance if spec.golden_set else 1e-3,
             min_accuracy=spec.analysis.min_accuracy,
+            slices=spec.analysis.slices,
+            slice_margin=spec.analysis.max_slice_accuracy_drop,
+            min_slice_support=spec.analysis.min_slice_support,
+            decide_on_slices=spec.analysis.decide_on_slices,
         )
 
     @classmethod
@@ -95,6 +103,10 @@ class GateConfig:
             prediction_output=output,
             parity_tolerance=golden_set.parity_tolerance if golden_set else 1e-3,
             min_accuracy=analysis.min_accuracy,
+            slices=analysis.slices,
+            slice_margin=analysis.max_slice_accuracy_drop,
+            min_slice_support=analysis.min_slice_support,
+            decide_on_slices=analysis.decide_on_slices,
         )
 
     @property
@@ -129,6 +141,11 @@ def pre_run_warnings(golden: GoldenSet, config: GateConfig) -> list[str]:
     warn when the golden set is too small to ever promote, before any model is called."""
     if golden.labels is not None:
         check_labels(golden.labels, output_classes(config.contract.outputs[config.output_name]))
+    if config.slices is not None and golden.slices is None:
+        raise ConfigError(
+            f"analysis.slices {config.slices!r}: the golden set was loaded without it "
+            "(load_golden(..., slices=...))"
+        )
     warning = size_warning(golden.size, config.max_accuracy_drop, config.confidence)
     return [warning] if warning else []
 
@@ -155,6 +172,9 @@ async def compare_with(
         candidate_outputs=candidate_outputs,
         on_progress=on_progress,
         min_accuracy=config.min_accuracy,
+        slice_margin=config.slice_margin,
+        min_slice_support=config.min_slice_support,
+        decide_on_slices=config.decide_on_slices,
     )
 
 

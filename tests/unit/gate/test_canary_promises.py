@@ -126,3 +126,59 @@ async def test_verdict_record_replays_to_the_gate_decision(fake: FakeFactory, se
     status = gate_status_fields(report.canary)
     assert status["verdict"] == record
     assert status["decision"] == str(report.decision)
+
+
+def _sliced(golden: GoldenSet, slices: int) -> GoldenSet:
+    ids = np.array([f"s{i % slices}" for i in range(golden.size)])
+    return GoldenSet(golden.inputs, golden.labels, golden.expected, slices=ids)
+
+
+def _broken_slice(golden: GoldenSet) -> GoldenSet:
+    """Slice s0 holds the samples with feature 1 above 1.0 (about 16 %), s1..s9 the rest."""
+    x = golden.inputs["x"]
+    ids = np.where(x[:, 1] > 1.0, "s0", np.array([f"s{1 + i % 9}" for i in range(golden.size)]))
+    return GoldenSet(golden.inputs, golden.labels, golden.expected, slices=ids)
+
+
+def _breaks_slice_zero(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A candidate that answers another class wherever feature 1 is above 1.0 (slice s0)."""
+    from tests.unit.gate.conftest import good_fn
+
+    out = good_fn(inputs)["probs"]
+    broken = (inputs["x"][:, 1] > 1.0)[:, None]
+    return {"probs": np.where(broken, np.roll(out, 1, axis=1), out)}
+
+
+@pytest.mark.parametrize("decide", [True, False])
+async def test_a_broken_slice_rolls_back_only_when_slices_decide(
+    fake: FakeFactory, decide: bool
+) -> None:
+    golden = _broken_slice(make_golden(3000))
+    config = GateConfig(
+        contract=make_contract(), max_accuracy_drop=0.2, slices="slice",
+        slice_margin=0.05, decide_on_slices=decide,
+    )  # fmt: skip
+    report = await run_gate(fake(), fake(_breaks_slice_zero), golden, config)
+    assert report.canary.non_inferior  # a 14-point average drop is within the 0.2 margin
+    flagged = [t.slice for t in report.canary.slices if t.flagged]
+    assert flagged == ["s0"]
+    body = report.to_dict()["canary"]
+    assert [s["slice"] for s in body["slices"] if s["flagged"]] == ["s0"]
+    assert body["verdict"]["decideOnSlices"] is decide
+    assert len(body["verdict"]["slices"]) == 10
+    assert replay_verdict(body["verdict"]) == str(report.decision)
+    if decide:
+        assert report.decision == Decision.ROLLBACK
+        assert report.caught_by == ["slices"]
+    else:
+        assert report.decision == Decision.PROMOTE
+        assert any("s0 drop" in w and "reported only" in w for w in report.warnings)
+
+
+async def test_equal_candidate_passes_the_slice_tests(fake: FakeFactory) -> None:
+    golden = _sliced(make_golden(3000), 100)
+    config = GateConfig(contract=make_contract(), slices="slice", decide_on_slices=True)
+    report = await run_gate(fake(), fake(), golden, config)
+    assert report.decision == Decision.PROMOTE
+    assert not any(t.flagged for t in report.canary.slices)
+    assert any(c.name == "slices" and c.passed for c in report.canary.checks)
