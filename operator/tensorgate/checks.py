@@ -16,12 +16,18 @@ from tensorgate.api.status import CheckResult, GateStatus
 from tensorgate.errors import ServingError
 from tensorgate.gate.golden import GoldenSet, load_golden
 from tensorgate.gate.report import Check
-from tensorgate.gate.runner import GateConfig, compare_with, gate_status_fields, smoke_reasons
+from tensorgate.gate.runner import (
+    GateConfig,
+    compare_with,
+    gate_status_fields,
+    smoke_reasons,
+    stable_signature_of,
+)
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.metrics.base import MetricsProvider, Target
 from tensorgate.metrics.checks import begin_window, run_checks
 from tensorgate.platform.base import Body, Platform
-from tensorgate.serving.base import ClientOptions
+from tensorgate.serving.base import ClientOptions, Signature
 from tensorgate.serving.rest import RestModelClient
 
 logger = logging.getLogger(__name__)
@@ -64,8 +70,22 @@ class PlatformChecker:
         data = await self._platform.read_golden(body, spec)
         return load_golden(data, spec.contract, spec.golden_set, slices=spec.analysis.slices)
 
+    async def _stable_signature(self, body: Body, spec: ModelDeploymentSpec) -> Signature | None:
+        version = str((body.get("status") or {}).get("stableVersion") or "")
+        if not version.isdigit():
+            return None  # the first rollout: nothing to diff against
+        try:
+            stable = await self._client(body, spec, "stable", version)
+        except ServingError:
+            return None
+        try:
+            return await stable_signature_of(stable, spec.contract.signature)
+        finally:
+            await stable.aclose()
+
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
         config = GateConfig.from_spec(spec)
+        stable_signature = await self._stable_signature(body, spec)
         client = await self._client(body, spec, track, spec.model.version)
         try:
             golden = await self._golden(body, spec)
@@ -75,6 +95,7 @@ class PlatformChecker:
                 config.smoke,
                 golden,
                 parity_tolerance=config.parity_tolerance,
+                stable_signature=stable_signature,
             )
         finally:
             await client.aclose()
@@ -84,6 +105,7 @@ class PlatformChecker:
             smoke_passed=report.passed,
             smoke=[_check(c) for c in report.checks],
             reasons=smoke_reasons(report),
+            contract_diff=report.contract_diff.lines() if report.contract_diff else [],
         )
 
     async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:

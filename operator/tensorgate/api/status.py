@@ -99,6 +99,11 @@ class GateStatus(_Status):
         default=None, description="The numbers the accuracy verdict was decided from."
     )
     smoke: list[CheckResult] = Field(default_factory=list, description="Smoke checks.")
+    contract_diff: list[str] = Field(
+        default_factory=list,
+        description="How the candidate's served signature differs from the stable model's "
+        "(inputs/outputs added, removed or renamed; dtype, rank or fixed dimensions changed).",
+    )
     canary_checks: list[CheckResult] = Field(
         default_factory=list,
         description="Canary checks (finite outputs, minAccuracy, slices, agreement).",

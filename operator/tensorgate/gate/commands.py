@@ -175,6 +175,9 @@ def render_report(report: GateReport, console: Console, *, title: str = "TensorG
     for check in report.smoke.checks:
         table.add_row(check.name, _mark(check.passed), check.message)
     console.print(table)
+    diff = report.smoke.contract_diff
+    if diff is not None:
+        console.print(f"contract diff vs the stable model: {diff.summary()}", highlight=False)
     canary = report.canary
     if canary.ran:
         t = Table(title="canary accuracy comparison (paired, same golden set)")

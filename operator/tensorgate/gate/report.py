@@ -13,6 +13,7 @@ from typing import Any
 from tensorgate.api.status import SliceVerdict, VerdictRecord
 from tensorgate.engine.slices import SliceTest
 from tensorgate.engine.stats import METHOD
+from tensorgate.gate.contract_diff import ContractDiff
 
 __all__ = [
     "CanaryReport",
@@ -44,6 +45,7 @@ class Check:
 @dataclass(frozen=True)
 class SmokeReport:
     checks: tuple[Check, ...]
+    contract_diff: ContractDiff | None = None  # vs the stable model's signature, when known
 
     @property
     def passed(self) -> bool:
@@ -54,7 +56,13 @@ class SmokeReport:
         return [c for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+        out: dict[str, Any] = {
+            "passed": self.passed,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+        if self.contract_diff is not None:
+            out["contractDiff"] = self.contract_diff.to_dict()
+        return out
 
 
 @dataclass(frozen=True)

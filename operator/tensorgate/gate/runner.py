@@ -21,12 +21,12 @@ from tensorgate.api.spec import (
     SmokeSpec,
 )
 from tensorgate.api.status import CheckResult
-from tensorgate.errors import ConfigError
+from tensorgate.errors import ConfigError, ServingError
 from tensorgate.gate.canary import check_labels, compare, output_classes, size_warning
 from tensorgate.gate.golden import GoldenSet
 from tensorgate.gate.report import CanaryReport, Decision, GateReport, SmokeReport
 from tensorgate.gate.smoke import run_smoke
-from tensorgate.serving.base import ModelClient
+from tensorgate.serving.base import ModelClient, Signature
 
 __all__ = [
     "GateConfig",
@@ -37,6 +37,7 @@ __all__ = [
     "pre_run_warnings",
     "run_gate",
     "smoke_reasons",
+    "stable_signature_of",
 ]
 
 
@@ -136,6 +137,15 @@ def canary_reasons(canary: CanaryReport) -> list[str]:
     return why
 
 
+async def stable_signature_of(stable: ModelClient, name: str) -> Signature | None:
+    """The stable model's served signature ``name``, or None when it cannot be read."""
+    try:
+        meta = await stable.metadata()
+    except ServingError:
+        return None
+    return meta.signatures.get(name)
+
+
 def pre_run_warnings(golden: GoldenSet, config: GateConfig) -> list[str]:
     """Check the labels against the output's classes (``ConfigError`` naming the rows) and
     warn when the golden set is too small to ever promote, before any model is called."""
@@ -212,6 +222,12 @@ async def run_gate(
     progress = progress or Progress()
     started = time.perf_counter()
     warnings = pre_run_warnings(golden, config)
+    stable_signature = await stable_signature_of(stable, config.contract.signature)
+    if stable_signature is None:
+        warnings.append(
+            f"no contract diff: the stable model's signature {config.contract.signature!r} "
+            "could not be read"
+        )
     progress.stage("smoke: candidate", golden.size)
     smoke_result = await run_smoke(
         candidate,
@@ -220,6 +236,7 @@ async def run_gate(
         golden,
         parity_tolerance=config.parity_tolerance,
         on_progress=progress.advance,
+        stable_signature=stable_signature,
     )
     smoke = smoke_result.report
     if not smoke.passed:
