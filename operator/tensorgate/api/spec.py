@@ -269,6 +269,14 @@ class GoldenSetSpec(_Model):
         ge=0,
         description="Largest allowed |served - expected_<output>| for training/serving parity.",
     )
+    unlabeled: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Prefix of a second set of arrays in the same .npz: recent production "
+        "inputs without labels, one array <prefix><input name> per contract input. Both "
+        "models score them; their prediction agreement gets an exact lower confidence bound "
+        "(see analysis.minAgreement).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:
@@ -433,6 +441,14 @@ class AnalysisSpec(_Model):
     decide_on_slices: bool = Field(
         default=False,
         description="Roll back when a slice test flags a slice; false: report it as a warning.",
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back unless the one-sided lower confidence bound (exact, at "
+        "confidence) of the two models' prediction agreement on goldenSet.unlabeled is at "
+        "least this.",
     )
     steps: list[Step] = Field(
         default_factory=lambda: [10, 25, 50, 100],

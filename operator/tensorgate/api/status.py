@@ -68,6 +68,13 @@ class VerdictRecord(_Status):
     decide_on_slices: bool = Field(
         default=False, description="Whether the slice tests could roll back."
     )
+    unlabeled_samples: int | None = Field(
+        default=None, description="Unlabeled production inputs both models scored."
+    )
+    unlabeled_agreed: int | None = Field(
+        default=None, description="Of those, how many got the same predicted class."
+    )
+    min_agreement: float | None = Field(default=None, description="analysis.minAgreement.")
 
 
 class GateStatus(_Status):

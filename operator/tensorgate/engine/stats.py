@@ -461,13 +461,16 @@ def replay_verdict(inputs: Mapping[str, Any]) -> str:
     - ``margin`` (float): ``maxAccuracyDrop``, in [0, 1);
     - ``method`` (str): ``tango-score-cc`` (current) or ``tango-score`` (before the correction);
     - ``checksPassed`` (bool, optional, default true): whether every other canary check
-      (finite outputs, the ``minAccuracy`` floor; not the slice check, which is recomputed)
-      passed; a failed check is a rollback whatever the numbers say;
+      (finite outputs, the ``minAccuracy`` floor; not the slice and agreement checks, which
+      are recomputed) passed; a failed check is a rollback whatever the numbers say;
     - ``slices`` (list, optional): per-slice tables ``{"slice": str, "n": int, "b": int,
       "c": int}``, with ``sliceMargin`` (float, default ``margin``), ``minSliceSupport``
       (int, default 1) and ``decideOnSlices`` (bool, default false) beside them; when
       ``decideOnSlices`` is true the slice tests (``tensorgate.engine.slices.slice_tests``,
-      Holm at ``confidence``) are recomputed and any flagged slice is a rollback.
+      Holm at ``confidence``) are recomputed and any flagged slice is a rollback;
+    - ``unlabeledSamples``, ``unlabeledAgreed`` (int, optional) and ``minAgreement`` (float,
+      optional): with all three, the exact lower bound of the agreement rate at
+      ``confidence`` (``tensorgate.engine.agreement``) must reach ``minAgreement``.
 
     Raises ``ValueError`` naming the key when one is missing or impossible.
     """
@@ -501,4 +504,13 @@ def replay_verdict(inputs: Mapping[str, Any]) -> str:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"verdict record: bad slices ({exc})") from exc
         passed = not any(t.flagged for t in tests)
+    minimum = inputs.get("minAgreement")
+    if passed and minimum is not None and inputs.get("unlabeledSamples"):
+        from tensorgate.engine.agreement import agreement_lower_bound
+
+        try:
+            agreed, total = int(inputs["unlabeledAgreed"]), int(inputs["unlabeledSamples"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"verdict record: bad unlabeled agreement ({exc})") from exc
+        passed = agreement_lower_bound(agreed, total, confidence) >= float(minimum)
     return "promote" if passed else "rollback"

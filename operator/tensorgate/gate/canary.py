@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tensorgate.api.spec import OutputKind, TensorSpec
+from tensorgate.engine.agreement import agreement_lower_bound
 from tensorgate.engine.slices import SliceCounts, SliceTest, slice_tests
 from tensorgate.engine.stats import minimum_samples, noninferiority, normal_ppf
 from tensorgate.errors import ConfigError
@@ -240,6 +241,26 @@ def _finite_check(name: str, who: str, output: np.ndarray) -> Check:
     return Check(f"{who}-finite", True, f"{who} output {name} is finite on the golden set")
 
 
+async def _agreement(
+    stable: ModelClient,
+    candidate: ModelClient,
+    golden: GoldenSet,
+    output: str,
+    spec: TensorSpec,
+) -> tuple[int, int] | None:
+    """(agreed, scored) on the unlabeled production inputs, or None without them."""
+    if golden.unlabeled is None:
+        return None
+    outs = await asyncio.gather(
+        predict_batched(stable, golden.unlabeled), predict_batched(candidate, golden.unlabeled)
+    )
+    for who, out in zip(("stable", "candidate"), outs, strict=True):
+        if output not in out:
+            raise ConfigError(f"{who} model does not answer output {output!r} on unlabeled")
+    ps, pc = (predicted_classes(out[output], spec, output) for out in outs)
+    return int(np.sum((ps == pc) & (ps >= 0))), int(ps.size)
+
+
 async def compare(
     stable: ModelClient,
     candidate: ModelClient,
@@ -255,6 +276,7 @@ async def compare(
     slice_margin: float | None = None,
     min_slice_support: int = 30,
     decide_on_slices: bool = False,
+    min_agreement: float | None = None,
 ) -> CanaryReport:
     """Score both models (the candidate only if its outputs are not given) and compare."""
     if golden.labels is None:
@@ -272,6 +294,7 @@ async def compare(
     stable_out, cand_out = await asyncio.gather(
         score(stable), given() if candidate_outputs is not None else score(candidate)
     )
+    unlabeled = await _agreement(stable, candidate, golden, prediction_output, output_spec)
     for who, out in (("stable", stable_out), ("candidate", cand_out)):
         if prediction_output not in out:
             raise ConfigError(
@@ -330,6 +353,21 @@ async def compare(
             checks.append(Check("slices", not any(t.flagged for t in tests), message))
         elif any(t.flagged for t in tests):
             warnings.append(f"{message} (reported only: decideOnSlices is false)")
+    if unlabeled is not None:
+        agreed, total = unlabeled
+        lower = agreement_lower_bound(agreed, total, confidence)
+        if min_agreement is not None:
+            relation = ">=" if lower >= min_agreement else "<"
+            checks.append(
+                Check(
+                    "agreement",
+                    lower >= min_agreement,
+                    f"agreement on {total} unlabeled samples {agreed / total:.4f} (lower bound "
+                    f"{lower:.4f}) {relation} minAgreement {min_agreement}",
+                )
+            )
+    elif min_agreement is not None:
+        raise ConfigError("analysis.minAgreement needs goldenSet.unlabeled (production inputs)")
     return CanaryReport(
         ran=True,
         samples=n,
@@ -352,5 +390,8 @@ async def compare(
         slice_margin=margin_s if golden.slices is not None else None,
         min_slice_support=min_slice_support if golden.slices is not None else None,
         decide_on_slices=decide_on_slices and golden.slices is not None,
+        unlabeled_samples=unlabeled[1] if unlabeled else None,
+        unlabeled_agreed=unlabeled[0] if unlabeled else None,
+        min_agreement=min_agreement,
         elapsed_s=time.perf_counter() - started,
     )

@@ -30,6 +30,7 @@ class GoldenSet:
     labels: np.ndarray | None
     expected: Mapping[str, np.ndarray]
     slices: np.ndarray | None = None  # (n,) slice ids as strings (analysis.slices)
+    unlabeled: Mapping[str, np.ndarray] | None = None  # production inputs (goldenSet.unlabeled)
 
     @property
     def size(self) -> int:
@@ -125,6 +126,21 @@ def load_golden(
         if EXPECTED_PREFIX + name in arrays
     }
 
+    unlabeled: dict[str, np.ndarray] | None = None
+    if spec is not None and spec.unlabeled is not None:
+        unlabeled = {}
+        for name, tensor in contract.inputs.items():
+            key = spec.unlabeled + name
+            found = np.asarray(arrays[key]) if key in arrays else None
+            if found is None or not _fits(found.shape, tensor.shape) or found.shape[0] == 0:
+                raise ConfigError(
+                    f"golden set: goldenSet.unlabeled needs a non-empty array {key!r} shaped "
+                    f"like contract input {name!r} {tensor.shape} (arrays: {available})"
+                )
+            unlabeled[name] = found.astype(_numpy_dtype(tensor), casting="same_kind")
+        if len({v.shape[0] for v in unlabeled.values()}) != 1:
+            raise ConfigError("golden set: the goldenSet.unlabeled arrays disagree on the count")
+
     slice_ids: np.ndarray | None = None
     if slices is not None:
         if slices not in arrays or np.asarray(arrays[slices]).ndim != 1:
@@ -151,4 +167,6 @@ def load_golden(
         labels = labels[:limit] if labels is not None else None
         expected = {k: v[:limit] for k, v in expected.items()}
         slice_ids = slice_ids[:limit] if slice_ids is not None else None
-    return GoldenSet(inputs=inputs, labels=labels, expected=expected, slices=slice_ids)
+    return GoldenSet(
+        inputs=inputs, labels=labels, expected=expected, slices=slice_ids, unlabeled=unlabeled
+    )

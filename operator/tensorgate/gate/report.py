@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from tensorgate.api.status import SliceVerdict, VerdictRecord
+from tensorgate.engine.agreement import agreement_lower_bound
 from tensorgate.engine.slices import SliceTest
 from tensorgate.engine.stats import METHOD
 from tensorgate.gate.contract_diff import ContractDiff
@@ -23,6 +24,10 @@ __all__ = [
     "GateReport",
     "SmokeReport",
 ]
+
+
+RECOMPUTED = frozenset({"slices", "agreement"})
+"""Canary checks that ``replay_verdict`` recomputes (so ``checksPassed`` leaves them out)."""
 
 
 class Decision(StrEnum):
@@ -113,7 +118,24 @@ class CanaryReport:
     slice_margin: float | None = None
     min_slice_support: int | None = None
     decide_on_slices: bool = False
+    unlabeled_samples: int | None = None
+    unlabeled_agreed: int | None = None
+    min_agreement: float | None = None
     elapsed_s: float | None = None
+
+    @property
+    def unlabeled_agreement(self) -> float | None:
+        """Prediction agreement on the unlabeled production inputs."""
+        if not self.unlabeled_samples or self.unlabeled_agreed is None:
+            return None
+        return self.unlabeled_agreed / self.unlabeled_samples
+
+    @property
+    def agreement_lower_bound(self) -> float | None:
+        """Its exact one-sided lower bound at ``confidence``."""
+        if not self.unlabeled_samples or self.unlabeled_agreed is None or not self.confidence:
+            return None
+        return agreement_lower_bound(self.unlabeled_agreed, self.unlabeled_samples, self.confidence)
 
     @property
     def passed(self) -> bool:
@@ -132,11 +154,14 @@ class CanaryReport:
             confidence=self.confidence,
             margin=self.max_accuracy_drop,
             method=self.method,
-            checks_passed=all(c.passed for c in self.checks if c.name != "slices"),
+            checks_passed=all(c.passed for c in self.checks if c.name not in RECOMPUTED),
             slices=[SliceVerdict(slice=t.slice, n=t.n, b=t.b, c=t.c) for t in self.slices],
             slice_margin=self.slice_margin,
             min_slice_support=self.min_slice_support,
             decide_on_slices=self.decide_on_slices,
+            unlabeled_samples=self.unlabeled_samples,
+            unlabeled_agreed=self.unlabeled_agreed,
+            min_agreement=self.min_agreement,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +203,14 @@ class CanaryReport:
                 }
                 for t in self.slices
             ],
+            "unlabeled": None
+            if self.unlabeled_samples is None
+            else {
+                "samples": self.unlabeled_samples,
+                "agreement": r(self.unlabeled_agreement),
+                "lowerBound": r(self.agreement_lower_bound),
+                "minAgreement": self.min_agreement,
+            },
             "verdict": verdict.to_dict() if (verdict := self.verdict) else None,
         }
 

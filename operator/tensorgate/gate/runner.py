@@ -66,6 +66,7 @@ class GateConfig:
     slice_margin: float | None = None
     min_slice_support: int = 30
     decide_on_slices: bool = False
+    min_agreement: float | None = None
 
     @classmethod
     def from_spec(cls, spec: ModelDeploymentSpec) -> GateConfig:
@@ -81,6 +82,7 @@ class GateConfig:
             slice_margin=spec.analysis.max_slice_accuracy_drop,
             min_slice_support=spec.analysis.min_slice_support,
             decide_on_slices=spec.analysis.decide_on_slices,
+            min_agreement=spec.analysis.min_agreement,
         )
 
     @classmethod
@@ -108,6 +110,7 @@ class GateConfig:
             slice_margin=analysis.max_slice_accuracy_drop,
             min_slice_support=analysis.min_slice_support,
             decide_on_slices=analysis.decide_on_slices,
+            min_agreement=analysis.min_agreement,
         )
 
     @property
@@ -151,6 +154,8 @@ def pre_run_warnings(golden: GoldenSet, config: GateConfig) -> list[str]:
     warn when the golden set is too small to ever promote, before any model is called."""
     if golden.labels is not None:
         check_labels(golden.labels, output_classes(config.contract.outputs[config.output_name]))
+    if config.min_agreement is not None and golden.unlabeled is None:
+        raise ConfigError("analysis.minAgreement needs goldenSet.unlabeled (production inputs)")
     if config.slices is not None and golden.slices is None:
         raise ConfigError(
             f"analysis.slices {config.slices!r}: the golden set was loaded without it "
@@ -185,6 +190,7 @@ async def compare_with(
         slice_margin=config.slice_margin,
         min_slice_support=config.min_slice_support,
         decide_on_slices=config.decide_on_slices,
+        min_agreement=config.min_agreement,
     )
 
 

@@ -182,3 +182,51 @@ async def test_equal_candidate_passes_the_slice_tests(fake: FakeFactory) -> None
     assert report.decision == Decision.PROMOTE
     assert not any(t.flagged for t in report.canary.slices)
     assert any(c.name == "slices" and c.passed for c in report.canary.checks)
+
+
+def _with_production(golden: GoldenSet, shift: float) -> GoldenSet:
+    """Production inputs: 2000 samples, shifted away from the golden set's distribution."""
+    x = np.random.default_rng(11).normal(size=(2000, golden.inputs["x"].shape[1]))
+    return GoldenSet(
+        golden.inputs,
+        golden.labels,
+        golden.expected,
+        unlabeled={"x": (x + shift).astype(np.float32)},
+    )
+
+
+def _breaks_far_from_home(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Right on the golden set's range, wrong wherever feature 0 is beyond 2.5."""
+    from tests.unit.gate.conftest import good_fn
+
+    out = good_fn(inputs)["probs"]
+    far = (np.abs(inputs["x"][:, 0]) > 2.5)[:, None]
+    return {"probs": np.where(far, np.roll(out, 1, axis=1), out)}
+
+
+async def test_min_agreement_catches_a_model_broken_only_in_production(fake: FakeFactory) -> None:
+    golden = _with_production(make_golden(1500), shift=3.0)
+    config = GateConfig(contract=make_contract(), min_agreement=0.95)
+    report = await run_gate(fake(), fake(_breaks_far_from_home), golden, config)
+    assert report.canary.non_inferior  # the labelled golden set sees nothing wrong
+    assert report.decision == Decision.ROLLBACK
+    assert report.caught_by == ["agreement"]
+    body = report.to_dict()["canary"]
+    assert body["unlabeled"]["samples"] == 2000
+    assert body["unlabeled"]["lowerBound"] < 0.95
+    assert replay_verdict(body["verdict"]) == "rollback"
+
+
+async def test_min_agreement_passes_identical_models(fake: FakeFactory) -> None:
+    golden = _with_production(make_golden(1500), shift=3.0)
+    config = GateConfig(contract=make_contract(), min_agreement=0.99)
+    report = await run_gate(fake(), fake(), golden, config)
+    assert report.decision == Decision.PROMOTE
+    assert report.canary.unlabeled_agreement == 1.0
+    assert replay_verdict(report.to_dict()["canary"]["verdict"]) == "promote"
+
+
+async def test_min_agreement_without_production_inputs_is_a_config_error(fake: FakeFactory) -> None:
+    config = GateConfig(contract=make_contract(), min_agreement=0.9)
+    with pytest.raises(ConfigError, match=r"goldenSet\.unlabeled"):
+        await run_gate(fake(), fake(), make_golden(300), config)

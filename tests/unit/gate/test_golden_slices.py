@@ -40,3 +40,18 @@ def test_slices_are_loaded_as_strings_and_cut_with_max_samples() -> None:
 def test_bad_slice_arrays_are_named(arrays: dict[str, np.ndarray], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_golden(arrays, make_contract(), slices="region")
+
+
+def test_unlabeled_production_inputs_are_loaded_by_prefix() -> None:
+    arrays = _arrays() | {"prod_x": np.ones((9, 4), np.float64)}
+    spec = GoldenSetSpec.model_validate({"uri": "/g.npz", "unlabeled": "prod_"})
+    golden = load_golden(arrays, make_contract(), spec)
+    assert golden.unlabeled is not None
+    assert golden.unlabeled["x"].shape == (9, 4)
+    assert golden.unlabeled["x"].dtype == np.float32
+
+
+def test_missing_unlabeled_array_is_named() -> None:
+    spec = GoldenSetSpec.model_validate({"uri": "/g.npz", "unlabeled": "prod_"})
+    with pytest.raises(ConfigError, match="'prod_x'"):
+        load_golden(_arrays(), make_contract(), spec)
