@@ -93,6 +93,7 @@ __all__ = [
     "tango_interval",
     "tango_statistic",
     "tango_upper_bound",
+    "verify_verdict",
     "wald_interval",
 ]
 
@@ -514,3 +515,14 @@ def replay_verdict(inputs: Mapping[str, Any]) -> str:
             raise ValueError(f"verdict record: bad unlabeled agreement ({exc})") from exc
         passed = agreement_lower_bound(agreed, total, confidence) >= float(minimum)
     return "promote" if passed else "rollback"
+
+
+def verify_verdict(record: Mapping[str, Any]) -> bool:
+    """Whether ``record["decision"]`` is what ``replay_verdict(record)`` recomputes.
+
+    ``record`` holds the keys ``replay_verdict`` documents plus ``decision`` (``"promote"``
+    or ``"rollback"``); a missing ``decision`` raises ``ValueError``.
+    """
+    if "decision" not in record:
+        raise ValueError("verdict record lacks decision")
+    return replay_verdict(record) == str(record["decision"])

@@ -230,3 +230,21 @@ async def test_min_agreement_without_production_inputs_is_a_config_error(fake: F
     config = GateConfig(contract=make_contract(), min_agreement=0.9)
     with pytest.raises(ConfigError, match=r"goldenSet\.unlabeled"):
         await run_gate(fake(), fake(), make_golden(300), config)
+
+
+async def test_status_verdict_replays_and_verifies(fake: FakeFactory) -> None:
+    """The record written to status.gate.verdict is enough to recompute the decision."""
+    from tensorgate.api.status import GateStatus
+    from tensorgate.engine.stats import verify_verdict
+
+    golden = _sliced(make_golden(1500), 10)
+    config = GateConfig(contract=make_contract(), slices="slice", decide_on_slices=True)
+    report = await run_gate(fake(), fake(), golden, config)
+    status = GateStatus().model_copy(update=gate_status_fields(report.canary)).to_dict()
+    record = GateStatus.model_validate(status).to_dict()["verdict"]  # survives a round trip
+    assert {"n", "b", "c", "confidence", "margin", "method", "slices"} <= set(record)
+    assert len(record["slices"]) == 10
+    assert verify_verdict(record | {"decision": status["decision"]})
+    assert not verify_verdict(record | {"decision": "rollback"})
+    with pytest.raises(ValueError, match="lacks decision"):
+        verify_verdict(record)
