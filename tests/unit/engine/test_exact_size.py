@@ -15,7 +15,7 @@ import pytest
 
 from tensorgate.api.spec import MAX_ACCURACY_DROP_LIMIT, MAX_CONFIDENCE
 from tensorgate.engine.planner import promotion_probability
-from tensorgate.engine.stats import METHOD
+from tensorgate.engine.stats import METHOD, promotes
 
 SIZES_N = (20, 30, 50, 75, 100, 133, 149, 222, 300, 500, 1000, 3000, 20_000)
 MARGINS = (0.005, 0.01, 0.02, 0.05, 0.1)
@@ -99,3 +99,20 @@ def test_promotion_probability_sums_the_whole_distribution() -> None:
     prob = promotion_probability(500, 0.01, 0.01, 0.9, 0.95)
     assert prob.value == pytest.approx(1.0, abs=1e-9)
     assert prob.missing < 1e-9
+
+
+@pytest.mark.parametrize("n", [25, 149, 300, 2000])
+@pytest.mark.parametrize("margin", [0.005, 0.02, 0.1, 0.4])
+def test_decision_is_monotone_so_the_boundary_is_the_worst_null(n: int, margin: float) -> None:
+    """If (b, c) promotes, so do (b - 1, c) and (b, c + 1): a candidate truly worse than the
+    margin promotes less often than one exactly at it, so the boundary cells above bound the
+    size over the whole null hypothesis."""
+    import numpy as np
+
+    b = np.arange(n + 1)[:, None]
+    c = np.arange(n + 1)[None, :]
+    region = promotes(b, c, n, margin, 0.95) & (b + c <= n)
+    fewer_b = region[1:, :] & ~region[:-1, :]  # (b, c) promotes but (b - 1, c) does not
+    more_c = region[:, :-1] & ~region[:, 1:] & ((b + c + 1 <= n)[:, :-1])
+    assert not fewer_b.any()
+    assert not more_c.any()
