@@ -28,27 +28,29 @@ where ``q`` is the maximum-likelihood estimate of the "stable wrong, candidate r
 probability under the constraint ``drop = delta0`` (a closed-form root of a quadratic) and
 ``cc = 1 + (b + c) / n``: one count, the step of ``b - c`` when a sample moves between a
 concordant and a discordant cell (the correction Edwards' McNemar test applies to the same
-difference), growing to two, the step of ``b - c`` when every sample is discordant. Because ``U`` inverts the same test whose p-value is reported, the two can never
-disagree: ``U <= m  <=>  T(m) <= -z  <=>  p = Phi(T(m)) <= alpha``.
+difference), growing to two, the step of ``b - c`` when every sample is discordant. Because
+``U`` inverts the same test whose p-value is reported, the two can never disagree:
+``U <= m  <=>  T(m) <= -z  <=>  p = Phi(T(m)) <= alpha``.
 
 Why the correction. Without it (``cc = 0``, method ``tango-score``, kept for reference and
 for verdicts recorded before) the asymptotic bound runs over its nominal level when few
 samples are discordant: when the candidate only loses samples and truly drops by exactly the
 margin, the exact false-promotion probability is 6.8 % at n = 133 (margin 0.02, confidence
-0.95). With ``cc = 1`` the exact false-promotion probability, summed over the multinomial
-distribution of ``(b, c)`` at a point of the null hypothesis (a true drop equal to
-the margin), stays at or below ``1 - confidence`` on the whole grid that
-``tests/unit/engine/test_exact_size.py`` computes (n from 20 to 20,000, margins 0.005 to 0.4,
-discordance from none to every sample, confidence 0.5 to 0.999), which is the range the CRD
-allows (``maxAccuracyDrop <= 0.4``, ``confidence <= 0.999``): beyond it, with every sample
-discordant, the exact size runs over (e.g. 0.107 % at margin 0.5, confidence 0.999). The asymptotic
-reason it keeps holding beyond the grid: the skewness error of the normal approximation and the
-correction both shrink like ``1 / sqrt(n * discordance)``, so their ratio does not depend on n,
-and the grid checks that the correction wins. A fixed ``cc = 0.5`` does not suffice (exact
-size up to 21.1 % at confidence 0.8, 0.114 % at 0.999), nor does a fixed ``cc = 1`` when every
-sample is discordant (5.1 % at margin 0.9, 0.1002 % at confidence 0.999). The price is power: two identical models need
-``minimum_samples`` (222 at margin 0.02) instead of 133; ``tensorgate.engine.planner``
-computes the exact sample sizes.
+0.95). With the correction, the exact false-promotion probability, summed over the
+multinomial distribution of ``(b, c)`` at a true drop equal to the margin (the worst point of
+the null hypothesis: the decision is monotone in ``b`` and ``c``), stays at or below
+``1 - confidence`` on the whole grid that ``tests/unit/engine/test_exact_size.py`` computes
+(n from 20 to 20,000, margins 0.005 to 0.4, discordance from none to every sample,
+confidence 0.5 to 0.999). That is the range the CRD allows (``maxAccuracyDrop <= 0.4``,
+``confidence <= 0.999``): beyond it, with every sample discordant, the exact size runs over
+(0.107 % at margin 0.5, confidence 0.999). Why it keeps holding beyond n = 20,000: the
+skewness error of the normal approximation and the correction both shrink like
+``1 / sqrt(n * discordance)``, so their ratio does not depend on n, and the grid checks that
+the correction wins. A fixed ``cc = 0.5`` does not suffice (exact size up to 21.1 % at
+confidence 0.8, 0.114 % at 0.999), nor does a fixed ``cc = 1`` when every sample is
+discordant (5.1 % at margin 0.9, 0.1002 % at confidence 0.999). The price is power: two
+identical models need ``minimum_samples`` (222 at margin 0.02) instead of 133;
+``tensorgate.engine.planner`` computes the exact sample sizes.
 
 Why a score bound and not the textbook Wald interval ``drop +/- z * se``: the Wald standard
 error is estimated at the observed table, so with few discordant pairs it is too small (with
