@@ -115,7 +115,17 @@ def run(
     ledger_dsn: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between re-checks.")] = 5.0,
+    ledger_spool_dir: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TENSORGATE_LEDGER_SPOOL_DIR",
+            help="Directory where transitions wait while the ledger is down (survives restarts).",
+        ),
+    ] = None,
+    interval: Annotated[
+        float,
+        typer.Option(help="Resync: the longest an idle resource goes without a decision (s)."),
+    ] = 600.0,
     log_format: Annotated[str, typer.Option(help="plain or json")] = "plain",
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
@@ -133,6 +143,7 @@ def run(
         metrics_host=metrics_host,
         prometheus_url=prometheus_url,
         ledger_dsn=ledger_dsn,
+        ledger_spool_dir=ledger_spool_dir,
         reconcile_interval_s=interval,
         log_format=log_format,
         log_level=log_level,
@@ -213,21 +224,16 @@ def crd() -> None:
 
 
 def _register_optional_commands() -> None:
-    """Commands that live beside their subsystem register themselves here."""
+    """Commands that live beside their subsystem register themselves here. A listed module
+    that is missing is an error (a silent skip once hid ``history`` and ``revert``)."""
     import importlib
 
     for module in (
         "tensorgate.gate.commands",
         "tensorgate.gate.plan_command",
-        "tensorgate.commands",
+        "tensorgate.ledger.commands",
     ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
+        importlib.import_module(module).register(app)
 
 
 _register_optional_commands()

@@ -1,29 +1,52 @@
-"""kopf handlers: thin. Translate kopf's calls into ``Reconciler.reconcile`` and back.
+"""kopf handlers: thin. One driver per object runs ``Reconciler.reconcile`` one decision at a
+time and writes each decision's status before the next.
 
-Registered into an explicit registry (no module globals), so tests can run several
-operators in one process.
+- ``drive`` (one asyncio task per ModelDeployment, started by its first watch event; no kopf
+  daemon, since kopf's daemons need a finalizer): read the object, decide, execute, patch
+  status with its ``resourceVersion`` (a conflict re-reads and decides again), post the Event,
+  write the ledger and the gauges; then sleep what the engine asked (``requeue_s``), or until
+  woken, or the resync interval for an idle object.
+- ``wake`` (watch events of the object): a change of spec, metadata or someone else's status
+  wakes the driver at once; a new command annotation also cancels a check in progress, so a
+  command acts within moments whatever the rollout is doing.
+- on deletion (no finalizer: the garbage collector removes the children), ``wake`` drops the
+  object's gauges and its per-object state.
+
+Registered into an explicit registry (no module globals), so tests can run several operators
+in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from tensorgate.api.reasons import ConditionType, Reason
 from tensorgate.api.spec import GROUP, PLURAL, VERSION
+from tensorgate.api.status import ModelDeploymentStatus
+from tensorgate.engine.conditions import ConditionChange, merge_conditions
 from tensorgate.engine.rollout import Event
-from tensorgate.errors import ConfigError, EdgeError, LedgerError
+from tensorgate.errors import ConfigError, EdgeError, KubeAPIError, LedgerError
 from tensorgate.ledger.sql import open_ledger
 from tensorgate.observability import DEFAULT as DEFAULT_METRICS
 from tensorgate.observability import observe_outcome, start_metrics_server
 from tensorgate.platform.kubernetes.client import KubeClient, object_path
-from tensorgate.reconcile import COMMAND_ANNOTATION, Outcome, Reconciler
+from tensorgate.reconcile import Outcome, Reconciler, read_command
 from tensorgate.settings import Settings
+
+# kopf's own bookkeeping (diff base, progress) lives under a prefix of its own, so that every
+# annotation of ours (tensorgate.dev/command) is a change kopf reports.
+KOPF_PREFIX = f"kopf.{GROUP}"
+EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+# What the API server answers for a write into a namespace being deleted.
+TERMINATING = "because it is being terminated"
 
 
 class SystemClock:
@@ -35,6 +58,17 @@ ReconcilerFactory = Callable[[KubeClient, Settings], Reconciler]
 
 
 @dataclass
+class ObjectState:
+    """What the operator keeps per object between decisions (dropped on delete)."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    command: asyncio.Event = field(default_factory=asyncio.Event)
+    written: str | None = None  # resourceVersion of the driver's own last status write
+    edge_failures: int = 0
+    driver: asyncio.Task[None] | None = None
+
+
+@dataclass
 class OperatorMemo:
     """What every handler receives as ``memo`` (kopf copies it per resource: share by ref)."""
 
@@ -42,9 +76,23 @@ class OperatorMemo:
     make_reconciler: ReconcilerFactory
     state: dict[str, Any] = field(default_factory=dict)
 
-    def lock(self, uid: str) -> asyncio.Lock:
-        locks: dict[str, asyncio.Lock] = self.state.setdefault("locks", {})
-        return locks.setdefault(uid, asyncio.Lock())
+    def object(self, uid: str) -> ObjectState:
+        objects: dict[str, ObjectState] = self.state.setdefault("objects", {})
+        return objects.setdefault(uid, ObjectState())
+
+    def forget(self, uid: str) -> None:
+        objects: dict[str, ObjectState] = self.state.setdefault("objects", {})
+        state = objects.pop(uid, None)
+        if state is not None and state.driver is not None:
+            state.driver.cancel()
+
+    async def stop_drivers(self) -> None:
+        objects: dict[str, ObjectState] = self.state.setdefault("objects", {})
+        tasks = [s.driver for s in objects.values() if s.driver is not None]
+        objects.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +102,7 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _post(body: kopf.Body, event: Event) -> None:
+def _post(body: Any, event: Event) -> None:
     kopf.event(
         body,
         type="Warning" if event.warning else "Normal",
@@ -63,16 +111,27 @@ def _post(body: kopf.Body, event: Event) -> None:
     )
 
 
+def _uid(meta: Any) -> str:
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def _has_new_command(obj: Mapping[str, Any]) -> bool:
+    command = read_command(obj.get("metadata") or {})
+    if command is None:
+        return False
+    last = ((obj.get("status") or {}).get("lastCommand") or {}).get("id")
+    return bool(last != command.id)
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler of the operator into ``registry``."""
     resource = (GROUP, VERSION, PLURAL)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-        # kopf's own bookkeeping lives in annotations under our prefix, never in status.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
+            prefix=KOPF_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.posting.level = logging.INFO
@@ -88,7 +147,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             )
         if ours.ledger_dsn and "ledger" not in memo.state:
             memo.state["ledger"] = await open_ledger(
-                ours.ledger_dsn, timeout_s=ours.request_timeout_s, retries=ours.retries
+                ours.ledger_dsn,
+                timeout_s=ours.request_timeout_s,
+                retries=ours.retries,
+                spool_dir=ours.ledger_spool_dir,
+                registry=DEFAULT_METRICS.registry,
             )
         if memo.settings.peering is None:
             settings.peering.standalone = True
@@ -99,46 +162,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
+        await memo.stop_drivers()
         server = memo.state.pop("metrics_server", None)
         if server is not None:
             server.stop()
         ledger = memo.state.pop("ledger", None)
         if ledger is not None:
             await ledger.close()
-
-    async def tick(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any) -> None:
-        """Read the object fresh (kopf's body may lag), reconcile, write status once."""
-        reconciler: Reconciler = memo.state["reconciler"]
-        client: KubeClient = memo.state["client"]
-        path = object_path(
-            {
-                "apiVersion": body["apiVersion"],
-                "kind": body["kind"],
-                "metadata": {"name": body.metadata.name, "namespace": body.metadata.namespace},
-            }
-        )
-        async with memo.lock(body.metadata.uid or body.metadata.name):
-            try:
-                fresh = await client.get(path)
-                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-                    return  # gone or going: the garbage collector removes what it owned
-                with DEFAULT_METRICS.reconcile_timer():
-                    outcome: Outcome = await reconciler.reconcile(fresh)
-                old = dict(fresh.get("status") or {})
-                changes = status_patch(old, outcome.status)
-                if changes:
-                    await client.patch(f"{path}/status", {"status": changes})
-                    await record(memo, fresh, old, outcome, logger)
-            except ConfigError as exc:
-                raise kopf.PermanentError(str(exc)) from exc
-            except EdgeError as exc:
-                logger.warning("edge error, retrying: %s", exc)
-                raise kopf.TemporaryError(str(exc), delay=5) from exc
-        if outcome.consumed_command:
-            patch.metadata.annotations[COMMAND_ANNOTATION] = None
-        for event in outcome.events:
-            logger.info("%s: %s", event.reason, event.message)
-            _post(body, event)
 
     @kopf.on.login(registry=registry)
     def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -149,28 +179,166 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         memo.state["connection"] = info
         return info
 
-    @kopf.on.resume(*resource, registry=registry, id="resume")
-    @kopf.on.create(*resource, registry=registry, id="create")
-    @kopf.on.update(*resource, registry=registry, id="update")
-    async def on_change(
-        body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any
-    ) -> None:
-        await ensure_reconciler(memo)
-        await tick(body, patch, memo, logger)
+    @kopf.on.event(*resource, registry=registry, id="wake")
+    async def wake(event: kopf.RawEvent, memo: Any, logger: Any, **_: Any) -> None:
+        obj = event.get("object") or {}
+        meta = obj.get("metadata") or {}
+        uid = _uid(meta)
+        if event.get("type") == "DELETED":
+            # No finalizer: the garbage collector removes the children; we drop our state.
+            DEFAULT_METRICS.forget(str(meta.get("namespace") or "default"), str(meta.get("name")))
+            memo.forget(uid)
+            return
+        state: ObjectState = memo.object(uid)
+        if state.driver is None or state.driver.done():
+            await ensure_reconciler(memo)
+            path = object_path(
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "ModelDeployment",
+                    "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+                }
+            )
+            state.driver = asyncio.create_task(drive(memo, state, path, logger))
+            return
+        if meta.get("resourceVersion") and meta.get("resourceVersion") == state.written:
+            return  # the driver's own write: nothing new
+        if _has_new_command(obj):
+            state.command.set()
+        state.wake.set()
 
-    @kopf.timer(
-        *resource,
-        registry=registry,
-        id="reconcile",
-        interval=settings.reconcile_interval_s,
-        initial_delay=1.0,
-        sharp=False,
-    )
-    async def on_timer(
-        body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Any, **_: Any
-    ) -> None:
-        await ensure_reconciler(memo)
-        await tick(body, patch, memo, logger)
+
+async def drive(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
+    """The driver of one object: decide, write, sleep what the engine asked, or until woken
+    (at most the resync interval). Never raises: errors back off and are retried."""
+    resync_s = memo.settings.reconcile_interval_s
+    while True:
+        state.wake.clear()
+        try:
+            requeue = await drive_once(memo, state, path, logger)
+            state.edge_failures = 0
+        except ConfigError as exc:  # not retried until the object changes
+            logger.error("cannot reconcile: %s", exc)
+            requeue = None
+        except EdgeError as exc:
+            if TERMINATING in str(exc):
+                logger.info("namespace is being deleted: nothing to do until it is gone")
+                requeue = None
+            else:
+                delay = EDGE_BACKOFF_S[min(state.edge_failures, len(EDGE_BACKOFF_S) - 1)]
+                state.edge_failures += 1
+                logger.warning("edge error, retrying in %.0fs: %s", delay, exc)
+                await report_blocked(memo, path, exc, logger)
+                requeue = delay
+        except Exception:
+            logger.exception("unexpected error in the driver, retrying in 30s")
+            requeue = 30.0
+        if requeue is not None and requeue <= 0:
+            continue
+        timeout_s = resync_s if requeue is None else min(requeue, resync_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.wake.wait(), timeout=timeout_s)
+
+
+async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> float | None:
+    """One decision for the object at ``path``, written with its resourceVersion. Returns when
+    to decide again (0: at once)."""
+    reconciler: Reconciler = memo.state["reconciler"]
+    client: KubeClient = memo.state["client"]
+    fresh = await client.get(path)
+    if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+        return None  # gone or going: the garbage collector removes what it owned
+    state.command.clear()
+    with DEFAULT_METRICS.reconcile_timer():
+        deciding = asyncio.ensure_future(reconciler.reconcile(fresh))
+        commanded = asyncio.ensure_future(state.command.wait())
+        await asyncio.wait([deciding, commanded], return_when=asyncio.FIRST_COMPLETED)
+        commanded.cancel()
+        if not deciding.done():  # a new command: it goes before the check in progress
+            deciding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deciding
+            logger.info("a new command arrived: the check in progress is cancelled")
+            return 0
+        outcome: Outcome = deciding.result()
+    old = dict(fresh.get("status") or {})
+    changes = status_patch(old, outcome.status)
+    if changes:
+        is_written, version = await _write_status(client, path, fresh, changes)
+        if not is_written:
+            logger.info("status changed under us (resourceVersion conflict): deciding again")
+            return 0
+        state.written = version
+        await record(memo, fresh, old, outcome, logger)
+    for event in outcome.events:
+        logger.info("%s: %s", event.reason, event.message)
+        _post(fresh, event)
+    return outcome.requeue_s
+
+
+async def _write_status(
+    client: KubeClient, path: str, fresh: dict[str, Any], changes: dict[str, Any]
+) -> tuple[bool, str | None]:
+    """Patch status if nobody wrote it since ``fresh`` was read: (written, the new
+    resourceVersion); (False, None) on a conflict. A write of spec or metadata alone (a command, a label) is no
+    conflict for a decision already taken: it is written, and the next decision sees it."""
+
+    async def patch(obj: dict[str, Any]) -> dict[str, Any] | None:
+        body: dict[str, Any] = {"status": changes}
+        rv = obj["metadata"].get("resourceVersion")
+        if rv:
+            body["metadata"] = {"resourceVersion": rv}
+        return await client.patch(f"{path}/status", body)
+
+    try:
+        done = await patch(fresh)
+    except KubeAPIError as exc:
+        if exc.status != 409:
+            raise
+        again = await client.get(path)
+        if again is None or (again.get("status") or {}) != (fresh.get("status") or {}):
+            return False, None
+        try:
+            done = await patch(again)
+        except KubeAPIError as retry_exc:
+            if retry_exc.status != 409:
+                raise
+            return False, None
+    version = ((done or {}).get("metadata") or {}).get("resourceVersion")
+    return True, str(version) if version else None
+
+
+async def report_blocked(memo: Any, path: str, exc: EdgeError, logger: Any) -> None:
+    """An edge error that stops the object (a full Service range, a 403) reaches its status
+    (Progressing, reason EdgeError) and, once per distinct message, a Warning Event."""
+    client: KubeClient = memo.state["client"]
+    message = f"blocked, retrying: {exc}"[:1000]
+    try:
+        fresh = await client.get(path)
+        if fresh is None:
+            return
+        status = ModelDeploymentStatus.model_validate(fresh.get("status") or {})
+        if status.message == message:
+            return
+        change = ConditionChange(
+            ConditionType.PROGRESSING,
+            True,
+            Reason.EDGE_ERROR,
+            message,
+            int(fresh["metadata"].get("generation") or 1),
+        )
+        new = status.model_copy(
+            update={
+                "message": message,
+                "conditions": merge_conditions(status.conditions, [change], SystemClock().now()),
+            }
+        )
+        await client.patch(
+            f"{path}/status", {"status": status_patch(status.to_dict(), new.to_dict())}
+        )
+        _post(fresh, Event(Reason.EDGE_ERROR, message, warning=True))
+    except EdgeError as again:  # the API itself is what is down: the log says it
+        logger.warning("cannot report the edge error in status: %s", again)
 
 
 async def record(

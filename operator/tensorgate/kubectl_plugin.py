@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tensorgate.api.spec import GROUP, KIND, PLURAL, VERSION
-from tensorgate.reconcile import COMMAND_ANNOTATION
+from tensorgate.reconcile import COMMAND_ANNOTATION, COMMAND_ID_ANNOTATION, read_command
 
 EXIT_API = 1
 EXIT_BAD_INPUT = 2
@@ -265,7 +266,8 @@ def summarize(
         "phase": status.get("phase"),
         "message": status.get("message"),
         "paused": bool(spec.get("paused", False)),
-        "pendingCommand": (meta.get("annotations") or {}).get(COMMAND_ANNOTATION),
+        "pendingCommand": _pending_command(meta, status),
+        "lastCommand": status.get("lastCommand"),
         "stableVersion": status.get("stableVersion"),
         "canaryVersion": status.get("canaryVersion"),
         "canaryWeight": status.get("canaryWeight"),
@@ -412,9 +414,21 @@ def status(
 # --- promote / abort / pause / resume -----------------------------------------------------
 
 
+def _pending_command(meta: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
+    """The command annotation the operator has not acknowledged yet (status.lastCommand)."""
+    command = read_command(meta)
+    if command is None or (status.get("lastCommand") or {}).get("id") == command.id:
+        return None
+    return command.name
+
+
 def _command(target: Target, command: str) -> dict[str, Any]:
-    patch = {"metadata": {"annotations": {COMMAND_ANNOTATION: command}}}
-    return target.api.patch(target.namespace, target.name, patch)
+    """Set the command with a fresh id: the operator applies it once and acknowledges the id
+    in status.lastCommand; nothing is ever removed, so no newer command can be erased."""
+    annotations = {COMMAND_ANNOTATION: command, COMMAND_ID_ANNOTATION: uuid.uuid4().hex[:12]}
+    return target.api.patch(
+        target.namespace, target.name, {"metadata": {"annotations": annotations}}
+    )
 
 
 def _report(obj: Mapping[str, Any], what: str) -> None:
@@ -422,7 +436,7 @@ def _report(obj: Mapping[str, Any], what: str) -> None:
     meta = obj.get("metadata") or {}
     typer.echo(
         f"{what} for modeldeployment {meta.get('namespace')}/{meta.get('name')} "
-        f"(phase {phase}); the operator acts on its next reconcile"
+        f"(phase {phase}); the operator acknowledges it in status.lastCommand"
     )
 
 
@@ -476,6 +490,26 @@ def abort(
         request_timeout,
         lambda t: _command(t, "abort"),
         "rollback requested",
+    )
+
+
+@app.command()
+def retry(
+    name: NameArg,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Gate a rolled-back revision again from the start."""
+    _act(
+        name,
+        namespace,
+        kubeconfig,
+        context,
+        request_timeout,
+        lambda t: _command(t, "retry"),
+        "retry requested",
     )
 
 

@@ -308,4 +308,5 @@ async def _drive(
             raise ConfigError(
                 f"rollout did not finish within {deadline_s:.0f}s (phase {s.phase}: {s.message})"
             )
-        await asyncio.sleep(min(outcome.requeue_s or 0.5, 0.5))
+        if outcome.requeue_s != 0:
+            await asyncio.sleep(min(outcome.requeue_s or 0.5, 0.5))

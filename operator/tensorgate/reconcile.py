@@ -1,11 +1,13 @@
-"""One reconcile tick: observe, ``decide``, execute the effects, return the new status.
+"""One decision: observe, ``decide``, execute the effects, return the new status.
 
-Kept apart from kopf so the same loop drives the cluster (handlers.py) and the local
-platform (``tensorgate rollout --local``).
+Kept apart from kopf so the same loop drives the cluster (``driver.py`` under kopf) and the
+local platform (``tensorgate rollout --local``). Each call takes exactly one decision; the
+caller writes its status before calling again, so no decision is ever folded into another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -13,9 +15,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
-from tensorgate.api.spec import ModelDeploymentSpec, parse_spec
+from tensorgate.api.spec import ModelDeploymentSpec, parse_duration_s, parse_spec
 from tensorgate.api.status import CheckResult, GateStatus, ModelDeploymentStatus
 from tensorgate.engine.conditions import ConditionChange, merge_conditions
+from tensorgate.engine.effects import CommandRequest
+from tensorgate.engine.revision import rollout_revision
 from tensorgate.engine.rollout import (
     ApplyTrack,
     BeginAnalysis,
@@ -37,7 +41,19 @@ from tensorgate.platform.base import Body, Platform, TrafficRouter
 logger = logging.getLogger(__name__)
 
 COMMAND_ANNOTATION = "tensorgate.dev/command"
-MAX_DECISIONS_PER_TICK = 6
+COMMAND_ID_ANNOTATION = "tensorgate.dev/command-id"
+# A check never runs longer than what is left of its phase's deadline, nor than this.
+MAX_CHECK_S = 3600.0
+
+
+def read_command(meta: Mapping[str, Any]) -> CommandRequest | None:
+    """The command annotation, if any. Its id (``tensorgate.dev/command-id``, set by
+    ``kubectl tensorgate``) makes it apply once; a bare annotation is identified by its value."""
+    annotations = meta.get("annotations") or {}
+    name = annotations.get(COMMAND_ANNOTATION)
+    if not name:
+        return None
+    return CommandRequest(id=str(annotations.get(COMMAND_ID_ANNOTATION) or name), name=str(name))
 
 
 class Checker(Protocol):
@@ -67,12 +83,12 @@ EventSink = Callable[[Event], Awaitable[None] | None]
 
 @dataclass
 class Outcome:
-    """What a tick produced: the status to write, Events posted, when to look again."""
+    """What one decision produced: the status to write, its Event, when to decide again
+    (0: at once; None: only when something changes)."""
 
     status: dict[str, Any]
     events: list[Event]
     requeue_s: float | None
-    consumed_command: bool = False
 
 
 def invalid_spec_status(
@@ -94,26 +110,8 @@ def invalid_spec_status(
     )
 
 
-def _note_edge_error(
-    status: ModelDeploymentStatus, result: object, what: str, now: datetime
-) -> ModelDeploymentStatus:
-    """Say in status that a check could not run (it is retried; not a verdict)."""
-    if not isinstance(result, EdgeError):
-        return status
-    message = f"{what} could not run, retrying: {result}"
-    change = ConditionChange(
-        ConditionType.PROGRESSING, True, Reason.EDGE_ERROR, message, status.observed_generation or 0
-    )
-    return status.model_copy(
-        update={
-            "message": message,
-            "conditions": merge_conditions(status.conditions, [change], now),
-        }
-    )
-
-
 class Reconciler:
-    """Drives one resource one tick forward. Dependencies come in once, at construction."""
+    """Takes one resource one decision forward. Dependencies come in once, at construction."""
 
     def __init__(
         self,
@@ -130,7 +128,7 @@ class Reconciler:
     async def reconcile(
         self, body: Body, on_decision: Callable[[ModelDeploymentStatus], None] | None = None
     ) -> Outcome:
-        """One tick; ``on_decision`` sees the status after each decision of the tick."""
+        """One decision; ``on_decision`` sees the status it produced."""
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
@@ -144,65 +142,69 @@ class Reconciler:
                 notes.append(Event(Reason.INVALID_SPEC, new.message or "", warning=True))
             return Outcome(new.to_dict(), notes, None)
 
-        command = (meta.get("annotations") or {}).get(COMMAND_ANNOTATION)
-        events: list[Event] = []
-        requeue: float | None = None
-        for _ in range(MAX_DECISIONS_PER_TICK):
-            obs = Observations(
-                spec=spec,
-                generation=generation,
-                now=now,
-                stable=await self._platform.observe(body, "stable"),
-                canary=await self._platform.observe(body, "canary"),
-                command=command,
-            )
-            decision = decide(status, obs)
-            status, edge_failed = await self._execute(body, spec, decision)
-            if on_decision is not None:
-                on_decision(status)
-            if decision.event is not None:
-                events.append(decision.event)
-            requeue = decision.requeue_s
-            if not decision.runs_check or edge_failed:
-                requeue = requeue or 2.0
-                break
-            now = self._clock.now()
-        return Outcome(status.to_dict(), events, requeue, consumed_command=command is not None)
+        obs = Observations(
+            spec=spec,
+            generation=generation,
+            now=now,
+            revision=rollout_revision(spec),
+            stable=await self._platform.observe(body, "stable"),
+            canary=await self._platform.observe(body, "canary"),
+            command=read_command(meta),
+        )
+        decision = decide(status, obs)
+        status = await self._execute(body, spec, decision)
+        if on_decision is not None:
+            on_decision(status)
+        events = [decision.event] if decision.event is not None else []
+        return Outcome(status.to_dict(), events, decision.requeue_s)
 
     async def _execute(
         self, body: Body, spec: ModelDeploymentSpec, d: Decision
-    ) -> tuple[ModelDeploymentStatus, bool]:
-        """Run the effects in order; True when a check could not run (retried next tick)."""
+    ) -> ModelDeploymentStatus:
+        """Run the effects in order; the outcome of a check lands in the returned status."""
         status = d.status.model_copy(
             update={
                 "conditions": merge_conditions(d.status.conditions, d.conditions, self._clock.now())
             }
         )
-        before = status
         for effect in d.effects:
             status = await self._run(body, spec, status, effect)
-        edge_failed = d.runs_check and (status.gate, status.checks_step) == (
-            before.gate,
-            before.checks_step,
+        return status
+
+    def _check_timeout_s(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> float:
+        """What is left of the phase's progressDeadline (a check never outlives its phase)."""
+        deadline_s = parse_duration_s(spec.analysis.progress_deadline)
+        since = status.step_started_at if status.phase == Phase.PROGRESSING else None
+        since = since or status.phase_started_at
+        if since is None:
+            return min(deadline_s, MAX_CHECK_S)
+        started = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=self._clock.now().tzinfo
         )
-        return status, edge_failed
+        if status.phase == Phase.PROGRESSING:
+            deadline_s += parse_duration_s(spec.analysis.interval)
+        left = deadline_s - (self._clock.now() - started).total_seconds()
+        return max(1.0, min(left + 1.0, MAX_CHECK_S))
 
     async def _run(
         self, body: Body, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, effect: Effect
     ) -> ModelDeploymentStatus:
         match effect:
-            case ApplyTrack(track=track, model=model, replicas=replicas):
-                await self._platform.apply_track(body, spec, track, model, replicas)
+            case ApplyTrack(track=track, model=model, replicas=replicas, revision=revision):
+                await self._platform.apply_track(
+                    body, spec, track, model, replicas, revision=revision
+                )
             case DeleteCanary():
                 await self._platform.delete_track(body, "canary")
             case Route(weight=weight):
                 await self._routers[spec.traffic.router].route(body, spec, weight)
             case BeginAnalysis():
-                began = await self._guard(self._checker.begin(body, spec), "analysis window")
-                status = _note_edge_error(status, began, "analysis window", self._clock.now())
+                began = await self._guard(self._checker.begin(body, spec), "analysis window", 60)
+                status = self._count(status, began, "analysis window")
             case RunSmoke(track=track):
-                gate = await self._guard(self._checker.smoke(body, spec, track), "smoke")
-                status = _note_edge_error(status, gate, "smoke inference", self._clock.now())
+                timeout_s = self._check_timeout_s(spec, status)
+                gate = await self._guard(self._checker.smoke(body, spec, track), "smoke", timeout_s)
+                status = self._count(status, gate, "smoke inference")
                 if isinstance(gate, ConfigError):
                     gate = GateStatus(
                         smoke_passed=False,
@@ -216,32 +218,68 @@ class Reconciler:
                             "smoke": gate.smoke,
                             "smoke_passed": gate.smoke_passed,
                             "reasons": gate.reasons,
+                            "revision": status.canary_revision,
                         }
                     )
                     status = status.model_copy(update={"gate": merged})
             case RunComparison():
+                timeout_s = self._check_timeout_s(spec, status)
                 gate = await self._guard(
-                    self._checker.compare(body, spec, status.gate or GateStatus()), "compare"
+                    self._checker.compare(body, spec, status.gate or GateStatus()),
+                    "compare",
+                    timeout_s,
                 )
-                status = _note_edge_error(status, gate, "golden-set comparison", self._clock.now())
+                status = self._count(status, gate, "golden-set comparison")
                 if isinstance(gate, ConfigError):
                     gate = (status.gate or GateStatus()).model_copy(
                         update={"compared": True, "decision": "rollback", "reasons": [str(gate)]}
                     )
                 if isinstance(gate, GateStatus):
+                    gate = gate.model_copy(update={"revision": status.canary_revision})
                     status = status.model_copy(update={"gate": gate})
             case RunAnalysis(step=step):
                 weight = spec.analysis.steps[step]
-                results = await self._guard(self._checker.analyse(body, spec, weight), "analyse")
-                status = _note_edge_error(status, results, "metric analysis", self._clock.now())
+                timeout_s = self._check_timeout_s(spec, status)
+                results = await self._guard(
+                    self._checker.analyse(body, spec, weight), "analyse", timeout_s
+                )
+                status = self._count(status, results, "metric analysis")
                 if isinstance(results, list):
                     status = record_check_results(status, step, results)
         return status
 
-    async def _guard(self, call: Awaitable[Any], what: str) -> Any:
-        """An edge failure during a check is retried next tick, not taken as a verdict."""
+    def _count(
+        self, status: ModelDeploymentStatus, result: object, what: str
+    ) -> ModelDeploymentStatus:
+        """Count consecutive checks that could not run (the engine judges the count against
+        analysis.maxEdgeErrors); a check that ran resets it."""
+        if not isinstance(result, EdgeError):
+            return status.model_copy(update={"edge_errors": None})
+        errors = (status.edge_errors or 0) + 1
+        message = f"{what} could not run ({errors} in a row), retrying: {result}"
+        change = ConditionChange(
+            ConditionType.PROGRESSING,
+            True,
+            Reason.EDGE_ERROR,
+            message,
+            status.observed_generation or 0,
+        )
+        return status.model_copy(
+            update={
+                "edge_errors": errors,
+                "message": message,
+                "conditions": merge_conditions(status.conditions, [change], self._clock.now()),
+            }
+        )
+
+    async def _guard(self, call: Awaitable[Any], what: str, timeout_s: float) -> Any:
+        """An edge failure during a check is retried, not taken as a verdict; a check that
+        outlives its deadline is cancelled and counted as an edge failure."""
         try:
-            return await call
+            return await asyncio.wait_for(call, timeout=timeout_s)
+        except TimeoutError:
+            logger.warning("%s did not finish within %.0fs", what, timeout_s)
+            return EdgeError(f"{what} did not finish within {timeout_s:.0f}s")
         except EdgeError as exc:
             logger.warning("%s failed, will retry: %s", what, exc)
             return exc

@@ -20,8 +20,12 @@ class Settings:
     """Prometheus for metric checks with provider prometheus."""
     ledger_dsn: str | None = None
     """SQLAlchemy URL of the decision ledger; None disables the ledger."""
-    reconcile_interval_s: float = 5.0
-    """How often every resource is re-checked (timers), besides watch events."""
+    ledger_spool_dir: str | None = None
+    """Where the ledger's outbox spools transitions while the database is down (so they
+    survive a restart); None keeps them in memory only."""
+    reconcile_interval_s: float = 600.0
+    """Resync: the longest an idle resource goes without a decision. Everything else is
+    driven by watch events and by the wait each decision asks for."""
     request_timeout_s: float = 10.0
     retries: int = 3
     log_format: str = "plain"

@@ -324,8 +324,12 @@ OperatorStarter = Callable[..., Awaitable[RunningOperator]]
 async def start_operator(kube: KubeEnv) -> AsyncIterator[OperatorStarter]:
     """The real kopf operator in-process with the ServiceAccount token (as often as needed)."""
 
-    def settings(interval_s: float = 1.0, namespaces: tuple[str, ...] | None = None) -> Settings:
-        return Settings(namespaces=namespaces or (kube.namespace,), reconcile_interval_s=interval_s)
+    def settings(
+        interval_s: float = 1.0, namespaces: tuple[str, ...] | None = None, **overrides: Any
+    ) -> Settings:
+        return Settings(
+            namespaces=namespaces or (kube.namespace,), reconcile_interval_s=interval_s, **overrides
+        )
 
     async with operator_pool(kube.connection, settings) as start:
         yield start

@@ -172,8 +172,26 @@ def test_plugin_command_sends_exactly_one_merge_patch_to_the_cr(
 ) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert fake.patches == [(NS, NAME, patch)]
+    assert [(ns, n, without_command_id(p)) for ns, n, p in fake.patches] == [(NS, NAME, patch)]
     assert f"modeldeployment {NS}/{NAME} (phase Progressing)" in result.stdout
+
+
+def without_command_id(patch: dict[str, Any]) -> dict[str, Any]:
+    """The patch with its command id taken out (checked to be there: a fresh one each time)."""
+    annotations = (patch.get("metadata") or {}).get("annotations")
+    if not annotations or "tensorgate.dev/command" not in annotations:
+        return patch
+    rest = dict(annotations)
+    assert len(rest.pop("tensorgate.dev/command-id")) == 12
+    return {**patch, "metadata": {**patch["metadata"], "annotations": rest}}
+
+
+def test_plugin_commands_get_a_fresh_id_each_time(fake: FakeApi) -> None:
+    """Two promotes are two commands: the operator tells them apart by id (applied once)."""
+    for _ in range(2):
+        assert runner.invoke(app, ["promote", NAME]).exit_code == 0
+    ids = [p["metadata"]["annotations"]["tensorgate.dev/command-id"] for _, _, p in fake.patches]
+    assert len(set(ids)) == 2
 
 
 def test_plugin_command_annotation_is_the_one_the_operator_consumes() -> None:
@@ -186,7 +204,7 @@ def test_plugin_namespace_option_overrides_the_context_namespace(fake: FakeApi) 
     result = runner.invoke(app, ["promote", NAME, "-n", "other"])
     assert result.exit_code == 1
     assert "other/mnist: not found" in result.stderr
-    assert fake.patches == [
+    assert [(ns, n, without_command_id(p)) for ns, n, p in fake.patches] == [
         ("other", NAME, {"metadata": {"annotations": {"tensorgate.dev/command": "promote"}}})
     ]
 
@@ -477,7 +495,8 @@ def test_plugin_real_client_sends_a_merge_patch_to_the_cr_only(
     server, kubeconfig = api_server
     result = runner.invoke(app, [*args, "--kubeconfig", str(kubeconfig)])
     assert result.exit_code == 0, result.output
-    assert server.requests == [
+    sent = [{**r, "body": without_command_id(r["body"])} for r in server.requests]
+    assert sent == [
         {
             "method": "PATCH",
             "path": MD_PATH,

@@ -101,7 +101,10 @@ async def test_reconcile_promotes_through_every_step() -> None:
     status = await drive(r, clock, "1", {}, 1, {"Promoted"})
     status = await drive(r, clock, "2", status, 2, {"Promoted"}, ticks=60)
     assert status["stableVersion"] == "2"
-    assert router.weights == [0, 10, 50, 100, 0]
+    # 4 replicas: 10% is one pod of four (25%); the stable pods serve until the canary has
+    # every pod, then the promotion moves them back to the (new) stable track.
+    assert router.weights[:3] == [0, 25, 50] and 100 in router.weights
+    assert router.weights[-1] == 0
     assert checker.calls[:2] == ["smoke", "compare"]
     assert [c for c in checker.calls if c.startswith("analyse")] == [
         "analyse@10",
@@ -117,6 +120,8 @@ async def test_reconcile_edge_error_during_smoke_is_retried_not_judged() -> None
     r = Reconciler(platform, {"replicas": router}, checker, clock)
     status = await drive(r, clock, "1", {}, 1, {"Promoted"})
     outcome = await r.reconcile(body_for("2", status, 2))  # deploy canary
+    outcome = await r.reconcile(body_for("2", outcome.status, 2))  # canary ready: SmokeTesting
+    assert outcome.status["phase"] == "SmokeTesting" and outcome.requeue_s == 0
     outcome = await r.reconcile(body_for("2", outcome.status, 2))  # smoke: edge error
     progressing = next(c for c in outcome.status["conditions"] if c["type"] == "Progressing")
     assert progressing["reason"] == "EdgeError" and "connection refused" in progressing["message"]

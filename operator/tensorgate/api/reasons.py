@@ -46,3 +46,7 @@ class Reason(StrEnum):
     ABORTED = "Aborted"
     SUPERSEDED = "Superseded"
     EDGE_ERROR = "EdgeError"
+    EDGE_ERROR_LIMIT = "EdgeErrorLimit"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    COMMAND_IGNORED = "CommandIgnored"
+    RETRYING = "Retrying"

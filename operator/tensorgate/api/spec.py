@@ -175,6 +175,12 @@ class ServingSpec(_Model):
         description="TF Serving image; use a -gpu tag when gpu.count > 0.",
     )
     replicas: int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
+    max_surge: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Serving pods (and GPUs) a rollout may run beyond replicas at any moment.",
+    )
     gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPU request per serving pod.")
     node_selector: dict[str, str] = Field(
         default_factory=dict, description="Node labels the serving pods must match."
@@ -473,6 +479,19 @@ class AnalysisSpec(_Model):
     )
     readiness_timeout: Duration = Field(
         default="10m", description="Deadline for the canary pods to become Ready."
+    )
+    progress_deadline: Duration = Field(
+        default="10m",
+        description="Deadline of each of the phases SmokeTesting, Evaluating and Promoting (and "
+        "of a step's analysis past its interval); crossing it rolls back, or pauses when "
+        "rollback.automatic is false.",
+    )
+    max_edge_errors: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive checks that cannot run (Prometheus or a serving pod "
+        "unreachable) before the rollout is rolled back; a check that runs resets the count.",
     )
     metrics: list[MetricCheck] = Field(
         default_factory=_default_metrics,

@@ -79,6 +79,7 @@ class VerdictRecord(_Status):
 
 class GateStatus(_Status):
     version: str | None = Field(default=None, description="Candidate version judged.")
+    revision: str | None = Field(default=None, description="Candidate revision judged.")
     decision: str | None = Field(default=None, description="promote or rollback.")
     smoke_passed: bool | None = Field(default=None, description="Smoke inference verdict.")
     compared: bool | None = Field(
@@ -119,6 +120,7 @@ class GateStatus(_Status):
 
 class HistoryEntry(_Status):
     version: str = Field(description="Candidate version.")
+    revision: str | None = Field(default=None, description="Candidate revision.")
     decision: str = Field(description="Promoted, RolledBack or Superseded.")
     reason: str = Field(default="", description="Why.")
     at: str = Field(description="When the decision was taken (RFC 3339).")
@@ -130,6 +132,17 @@ class StableModel(_Status):
     name: str = Field(description="TF Serving model name of the stable track.")
     version: str = Field(description="Stable version.")
     uri: str = Field(description="Stable model base path.")
+    revision: str | None = Field(
+        default=None, description="Rollout revision the stable track was promoted at."
+    )
+
+
+class CommandStatus(_Status):
+    id: str = Field(description="Identifier of the last command seen (applied once).")
+    name: str = Field(description="promote, abort or retry.")
+    result: Literal["Applied", "Ignored"] = Field(description="Applied or Ignored.")
+    message: str = Field(default="", description="What the command did, or why not.")
+    at: str = Field(description="When the command was handled (RFC 3339).")
 
 
 class ModelDeploymentStatus(_Status):
@@ -140,7 +153,24 @@ class ModelDeploymentStatus(_Status):
     )
     stable_version: str | None = Field(default=None, description="Version serving users.")
     canary_version: str | None = Field(default=None, description="Version under rollout.")
-    canary_weight: int | None = Field(default=None, description="Canary traffic percent.")
+    canary_weight: int | None = Field(
+        default=None,
+        description="Canary traffic percent as served: the canary's share of serving pods with "
+        "the replicas router, the HTTPRoute weight with gateway-api.",
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Rollout revision of the spec last acted on: a hash of everything the "
+        "verdict depends on (model, contract, golden set, smoke settings, pod template).",
+    )
+    canary_revision: str | None = Field(default=None, description="Revision under rollout.")
+    last_command: CommandStatus | None = Field(
+        default=None, description="The last tensorgate.dev/command handled."
+    )
+    edge_errors: int | None = Field(
+        default=None,
+        description="Consecutive checks that could not run (edge errors) in this phase.",
+    )
     current_step: int | None = Field(default=None, description="Index into analysis.steps.")
     failed_checks: int | None = Field(default=None, description="Failed checks this rollout.")
     phase_started_at: str | None = Field(default=None, description="When the phase began.")

@@ -1,31 +1,77 @@
-"""The rollout state machine: ``decide(state, observations) -> Decision``. Pure: no I/O, no clock.
+"""The rollout state machine: ``decide(status, observations) -> Decision``. Pure: no I/O, no clock.
 
 The state is the resource's status (so a restarted operator resumes exactly where it stopped);
-the observations are what the edges saw this tick (the spec, the tracks' readiness, the time).
-A Decision names the effects to execute, in order, the new status, and the Event to post.
-Results of slow checks (smoke, golden set, metrics) come back as status fields: the executor
-runs a ``Run*`` effect, stores its outcome in status, and calls ``decide`` again.
+the observations are what the edges saw (the spec and its revision, the tracks, the time, a
+command). Each call is ONE decision: the executor writes its status before the next one, so
+every phase reaches status, Events, the ledger and the gauges. Results of slow checks (smoke,
+golden set, metrics) come back as status fields: a phase is entered by one decision, its check
+is run by the next (``Run*`` effect), and the decision after that judges the outcome.
 
     (no stable) Deploying -> Promoted
-    (new model) Deploying -> SmokeTesting -> Evaluating -> Progressing (steps) -> Promoting
-                -> Promoted;  any failed check -> RolledBack (or Paused when not automatic)
+    (new revision) Deploying -> SmokeTesting -> Evaluating -> Progressing (steps) -> Promoting
+                -> Promoted;  any failed check or deadline -> RolledBack (or Paused when not
+                automatic);  a new revision in flight -> Superseded, then gated from the start
+
+``PHASE_STEPS`` maps each in-flight phase to the function that advances it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
-from tensorgate.api.spec import ModelDeploymentSpec, ModelRef, parse_duration_s
+from tensorgate.api.spec import ModelRef, parse_duration_s
 from tensorgate.api.status import (
     CheckResult,
+    CommandStatus,
     GateStatus,
     HistoryEntry,
     ModelDeploymentStatus,
     StableModel,
 )
 from tensorgate.engine.conditions import ConditionChange
+from tensorgate.engine.effects import (
+    RUN_EFFECTS,
+    ApplyTrack,
+    BeginAnalysis,
+    Command,
+    CommandRequest,
+    Decision,
+    DeleteCanary,
+    Effect,
+    Event,
+    Observations,
+    Route,
+    RunAnalysis,
+    RunComparison,
+    RunSmoke,
+)
+from tensorgate.engine.replicas import TrackObservation, shift, split
+from tensorgate.engine.revision import model_key
+
+__all__ = [
+    "IN_FLIGHT",
+    "PHASE_STEPS",
+    "POLL_S",
+    "RUN_EFFECTS",
+    "ApplyTrack",
+    "BeginAnalysis",
+    "Command",
+    "CommandRequest",
+    "Decision",
+    "DeleteCanary",
+    "Effect",
+    "Event",
+    "Observations",
+    "Route",
+    "RunAnalysis",
+    "RunComparison",
+    "RunSmoke",
+    "TrackObservation",
+    "decide",
+    "record_check_results",
+]
 
 HISTORY_LIMIT = 10
 POLL_S = 2.0
@@ -37,119 +83,12 @@ IN_FLIGHT = {
     Phase.PROMOTING,
     Phase.PAUSED,
 }
-
-
-# --- observations ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrackObservation:
-    """What the platform reports about one track's serving pods."""
-
-    exists: bool = False
-    version: str | None = None
-    desired: int = 0
-    ready: int = 0
-    updated: int = 0
-    unschedulable: str | None = None  # the scheduler's message when a pod cannot be placed
-
-    @property
-    def is_ready(self) -> bool:
-        return (
-            self.exists
-            and self.desired > 0
-            and self.ready >= self.desired
-            and (self.updated >= self.desired)
-        )
-
-
-class Command:
-    """A human's instruction, from the kubectl plugin (annotation on the resource)."""
-
-    PROMOTE = "promote"
-    ABORT = "abort"
-
-
-@dataclass(frozen=True)
-class Observations:
-    spec: ModelDeploymentSpec
-    generation: int
-    now: datetime
-    stable: TrackObservation = field(default_factory=TrackObservation)
-    canary: TrackObservation = field(default_factory=TrackObservation)
-    command: str | None = None
-
-
-# --- effects -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ApplyTrack:
-    """Create or patch a track's Deployment to serve ``model`` with ``replicas`` pods."""
-
-    track: str
-    model: ModelRef
-    replicas: int
-
-
-@dataclass(frozen=True)
-class DeleteCanary:
-    """Remove the canary Deployment."""
-
-
-@dataclass(frozen=True)
-class Route:
-    """Send ``weight`` percent of user traffic to the canary."""
-
-    weight: int
-
-
-@dataclass(frozen=True)
-class RunSmoke:
-    """Run smoke inference against ``track``; outcome lands in status.gate."""
-
-    track: str
-
-
-@dataclass(frozen=True)
-class RunComparison:
-    """Score the golden set on stable and canary; outcome lands in status.gate."""
-
-
-@dataclass(frozen=True)
-class BeginAnalysis:
-    """A step's analysis window starts now (providers take their baseline)."""
-
-
-@dataclass(frozen=True)
-class RunAnalysis:
-    """Judge the metric checks for the current step; outcome lands in status.checks."""
-
-    step: int
-
-
-Effect = ApplyTrack | DeleteCanary | Route | BeginAnalysis | RunSmoke | RunComparison | RunAnalysis
-RUN_EFFECTS = (RunSmoke, RunComparison, RunAnalysis)
-
-
-@dataclass(frozen=True)
-class Event:
-    reason: Reason
-    message: str
-    warning: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: ModelDeploymentStatus
-    effects: tuple[Effect, ...] = ()
-    event: Event | None = None
-    conditions: tuple[ConditionChange, ...] = ()
-    requeue_s: float | None = None
-
-    @property
-    def runs_check(self) -> bool:
-        return any(isinstance(e, RUN_EFFECTS) for e in self.effects)
+# Commands that act in each phase; any other phase answers with a CommandIgnored Event.
+COMMAND_PHASES: dict[str, set[Phase]] = {
+    Command.ABORT: IN_FLIGHT,
+    Command.PROMOTE: {Phase.PROGRESSING, Phase.PAUSED},
+    Command.RETRY: {Phase.ROLLED_BACK},
+}
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -175,9 +114,30 @@ def _same_model(a: ModelRef | None, b: ModelRef) -> bool:
     return a is not None and (a.name, a.version, a.uri) == (b.name, b.version, b.uri)
 
 
-def canary_replicas(total: int, weight: int) -> int:
-    """Canary pods that realise ``weight`` percent with replica counts (at least one)."""
-    return max(1, -(-total * weight // 100))
+def _stable_revision(status: ModelDeploymentStatus, obs: Observations) -> str:
+    """The stable track's revision; a status written before revisions existed adopts the
+    spec's revision when it names the same model."""
+    stable = status.stable_model
+    assert stable is not None
+    if stable.revision:
+        return stable.revision
+    ref = _stable_ref(status)
+    return obs.revision if _same_model(ref, obs.spec.model) else model_key(ref)  # type: ignore[arg-type]
+
+
+def _canary_revision(status: ModelDeploymentStatus, obs: Observations) -> str | None:
+    if status.canary_revision:
+        return status.canary_revision
+    if status.canary_version is not None and status.canary_version == obs.spec.model.version:
+        return obs.revision  # written before revisions existed
+    return None
+
+
+def _track_at(track: TrackObservation, revision: str, version: str) -> bool:
+    """The track runs ``revision`` (platforms that keep no revision report the version)."""
+    if track.revision is not None:
+        return track.revision == revision
+    return track.version == version
 
 
 def _ready(reason: Reason, message: str, gen: int, *, ok: bool) -> ConditionChange:
@@ -198,6 +158,7 @@ def _history(
     gate = status.gate
     entry = HistoryEntry(
         version=status.canary_version or "",
+        revision=status.canary_revision,
         decision=decision,
         reason=reason,
         at=_ts(now),
@@ -210,64 +171,107 @@ def _history(
 def _enter(
     status: ModelDeploymentStatus, phase: Phase, now: datetime, **changes: object
 ) -> ModelDeploymentStatus:
-    update: dict[str, object] = {"phase": phase, "phase_started_at": _ts(now), **changes}
+    update: dict[str, object] = {
+        "phase": phase,
+        "phase_started_at": _ts(now),
+        "edge_errors": None,
+        **changes,
+    }
     return status.model_copy(update=update)
+
+
+def _gate_current(status: ModelDeploymentStatus, revision: str) -> GateStatus:
+    """The gate result of this revision (a result of another revision is not evidence)."""
+    gate = status.gate
+    if gate is None or (gate.revision is not None and gate.revision != revision):
+        return GateStatus(version=status.canary_version, revision=revision)
+    return gate
 
 
 # --- the decision ------------------------------------------------------------------------
 
 
 def decide(status: ModelDeploymentStatus, obs: Observations) -> Decision:
-    """The one decision for this tick."""
+    """The one next decision."""
     spec, gen = obs.spec, obs.generation
-    stable = _stable_ref(status)
-    status = status.model_copy(update={"observed_generation": gen})
+    status = status.model_copy(update={"observed_generation": gen, "revision": obs.revision})
+    command = obs.command
+    if command is not None and (
+        status.last_command is None or status.last_command.id != command.id
+    ):
+        return _command(status, obs, command)
 
+    stable = _stable_ref(status)
     if stable is None:
         return _first_deploy(status, obs)
+    stable_rev = _stable_revision(status, obs)
+    canary_rev = _canary_revision(status, obs)
+    in_flight = status.phase in IN_FLIGHT and status.canary_version is not None
 
-    if _same_model(stable, spec.model):
-        if status.phase in IN_FLIGHT and status.canary_version is not None:
-            # The spec went back to the stable model during a rollout: drop the canary.
+    if stable_rev == obs.revision:
+        if in_flight:
+            # The spec went back to the stable revision during a rollout: drop the canary.
             return _end_rollout(
                 status,
                 obs,
-                Phase.PROMOTED,
                 "Superseded",
-                Reason.SUPERSEDED,
-                f"rollout of {status.canary_version} "
-                f"superseded: spec is back at stable {stable.version}",
+                f"rollout of {status.canary_version} (revision {canary_rev}) "
+                f"superseded: spec is back at stable {stable.version} (revision {stable_rev})",
             )
-        return _steady(status, obs, stable)
+        return _steady(status, obs, stable, stable_rev)
 
-    # The spec names a model that is not the stable one: a rollout.
-    if (
-        status.canary_version is not None
-        and status.canary_version != spec.model.version
-        and status.phase in IN_FLIGHT
-    ):
+    if in_flight and canary_rev != obs.revision:
         return _end_rollout(
             status,
             obs,
-            Phase.DEPLOYING,
             "Superseded",
-            Reason.SUPERSEDED,
-            f"rollout of {status.canary_version} superseded by {spec.model.version}",
+            f"rollout of {status.canary_version} (revision {canary_rev}) superseded by "
+            f"{spec.model.version} (revision {obs.revision})",
             restart=True,
         )
-    if status.phase in {Phase.ROLLED_BACK, Phase.FAILED} and (
-        status.canary_version == spec.model.version
-    ):
-        return _after_rollback(status, obs, stable)
-    if status.phase not in IN_FLIGHT or status.canary_version != spec.model.version:
-        return _start_rollout(status, obs)
-    return _advance(status, obs, stable)
+    if status.phase in {Phase.ROLLED_BACK, Phase.FAILED} and canary_rev == obs.revision:
+        return _after_rollback(status, obs, stable, stable_rev)
+    if status.phase not in IN_FLIGHT or canary_rev != obs.revision:
+        return _start_rollout(status, obs, stable, stable_rev)
+    assert status.phase is not None
+    return PHASE_STEPS[status.phase](status, obs, stable, stable_rev)
+
+
+def _command(status: ModelDeploymentStatus, obs: Observations, command: CommandRequest) -> Decision:
+    """Apply a command once (``status.lastCommand`` keeps its id), or say why it does not apply."""
+    phase = status.phase or Phase.PENDING
+    name = command.name.strip().lower()
+
+    def ack(result: str, message: str) -> ModelDeploymentStatus:
+        done = CommandStatus(
+            id=command.id, name=name, result=result, message=message, at=_ts(obs.now)
+        )
+        return status.model_copy(update={"last_command": done})
+
+    if name not in COMMAND_PHASES:
+        why = f"unknown command {command.name!r} (expected one of {', '.join(COMMAND_PHASES)})"
+        return Decision(ack("Ignored", why), (), Event(Reason.COMMAND_IGNORED, why, True), (), 0)
+    if phase not in COMMAND_PHASES[name] or status.stable_model is None:
+        allowed = ", ".join(sorted(COMMAND_PHASES[name]))
+        why = f"command {name} does not apply in phase {phase} (it applies in: {allowed})"
+        return Decision(ack("Ignored", why), (), Event(Reason.COMMAND_IGNORED, why, True), (), 0)
+    status = ack("Applied", f"{name} applied in phase {phase}")
+    stable = _stable_ref(status)
+    assert stable is not None
+    stable_rev = _stable_revision(status, obs)
+    if name == Command.ABORT:
+        return _fail(
+            status, obs, Reason.ABORTED, f"rollout aborted by a user in {phase}", automatic=True
+        )
+    if name == Command.PROMOTE:
+        return _promote(status, obs, f"promoted by a user from {phase}")
+    return _start_rollout(status, obs, stable, stable_rev, why="retried by a user")
 
 
 def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
     model = spec.model
-    apply = ApplyTrack("stable", model, spec.serving.replicas)
+    apply = ApplyTrack("stable", model, spec.serving.replicas, obs.revision)
     if status.phase != Phase.DEPLOYING:
         status = _enter(status, Phase.DEPLOYING, now, message=f"deploying {model.version}")
         return Decision(
@@ -280,12 +284,14 @@ def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
             ),
             POLL_S,
         )
-    if obs.stable.is_ready and obs.stable.version == model.version:
+    if obs.stable.is_ready and _track_at(obs.stable, obs.revision, model.version):
         status = _enter(
             status,
             Phase.PROMOTED,
             now,
-            stable_model=StableModel(name=model.name, version=model.version, uri=model.uri),
+            stable_model=StableModel(
+                name=model.name, version=model.version, uri=model.uri, revision=obs.revision
+            ),
             stable_version=model.version,
             canary_weight=0,
             message=f"version {model.version} serving on {obs.stable.ready} pod(s)",
@@ -296,7 +302,7 @@ def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
             Event(Reason.AVAILABLE, f"version {model.version} ready on {obs.stable.ready} pods"),
             _serving_conditions(f"version {model.version} serving", gen),
         )
-    return _wait_ready(status, obs, obs.stable, "stable", apply)
+    return _wait_ready(status, obs, obs.stable, "stable", (apply,))
 
 
 def _wait_ready(
@@ -304,12 +310,12 @@ def _wait_ready(
     obs: Observations,
     track: TrackObservation,
     name: str,
-    apply: ApplyTrack,
+    effects: tuple[Effect, ...],
 ) -> Decision:
     gen = obs.generation
     timeout_s = parse_duration_s(obs.spec.analysis.readiness_timeout)
     waited = _age_s(status.phase_started_at, obs.now)
-    progress = f"{track.ready}/{track.desired or apply.replicas} {name} pod(s) ready"
+    progress = f"{track.ready}/{track.desired or 1} {name} pod(s) ready"
     if track.unschedulable:
         message = f"{name} pods cannot be scheduled: {track.unschedulable}"
         changes: tuple[ConditionChange, ...] = (
@@ -336,7 +342,7 @@ def _wait_ready(
                 ok=False,
             ),
         )
-    return Decision(status, (apply,), None, changes, POLL_S)
+    return Decision(status, effects, None, changes, POLL_S)
 
 
 def _serving_conditions(message: str, gen: int) -> tuple[ConditionChange, ...]:
@@ -347,14 +353,21 @@ def _serving_conditions(message: str, gen: int) -> tuple[ConditionChange, ...]:
     )
 
 
-def _steady(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) -> Decision:
-    """No rollout: keep the stable track as the spec says (replicas, resources, ...)."""
+def _steady(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    """No rollout: keep the stable track as the spec says (replicas). Idle when Ready."""
     spec, gen = obs.spec, obs.generation
-    apply = ApplyTrack("stable", stable, spec.serving.replicas)
-    effects: tuple[Effect, ...] = (apply, DeleteCanary(), Route(0))
+    if status.stable_model is not None and status.stable_model.revision != stable_rev:
+        model = status.stable_model.model_copy(update={"revision": stable_rev})
+        status = status.model_copy(update={"stable_model": model})
+    apply = ApplyTrack("stable", stable, spec.serving.replicas, stable_rev)
+    effects: tuple[Effect, ...] = (apply, Route(0))
+    if obs.canary.exists:
+        effects = (*effects, DeleteCanary())
     if status.phase not in {Phase.PROMOTED, Phase.ROLLED_BACK}:
         status = _enter(status, Phase.PROMOTED, obs.now)
-    if obs.stable.is_ready:
+    if obs.stable.is_ready and obs.stable.desired == spec.serving.replicas:
         message = f"version {stable.version} serving on {obs.stable.ready} pod(s)"
         conds: tuple[ConditionChange, ...] = (
             _ready(Reason.AVAILABLE, message, gen, ok=True),
@@ -363,7 +376,7 @@ def _steady(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) 
         if status.phase == Phase.PROMOTED:
             conds = (*conds, _degraded(Reason.AVAILABLE, message, gen, on=False))
         return Decision(status.model_copy(update={"message": message}), effects, None, conds)
-    message = f"stable version {stable.version}: {obs.stable.ready}/{obs.stable.desired} ready"
+    message = f"stable version {stable.version}: {obs.stable.ready}/{spec.serving.replicas} ready"
     if obs.stable.unschedulable:
         message += f"; cannot be scheduled: {obs.stable.unschedulable}"
     reason = Reason.UNSCHEDULABLE if obs.stable.unschedulable else Reason.DEPLOYING
@@ -376,145 +389,195 @@ def _steady(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) 
     )
 
 
-def _start_rollout(status: ModelDeploymentStatus, obs: Observations) -> Decision:
+def _start_rollout(
+    status: ModelDeploymentStatus,
+    obs: Observations,
+    stable: ModelRef,
+    stable_rev: str,
+    *,
+    why: str = "",
+) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
-    stable = _stable_ref(status)
-    assert stable is not None
     version = spec.model.version
     status = _enter(
         status,
         Phase.DEPLOYING,
         now,
         canary_version=version,
+        canary_revision=obs.revision,
         canary_weight=0,
         current_step=None,
         failed_checks=0,
         step_started_at=None,
-        gate=GateStatus(version=version),
+        gate=GateStatus(version=version, revision=obs.revision),
         checks=[],
         checks_step=None,
-        rollout_id=f"{version}-{gen}-{_ts(now)}",
-        message=f"starting canary {version} (stable {stable.version})",
+        rollout_id=f"{version}-{obs.revision}-{_ts(now)}",
+        message=f"starting canary {version} revision {obs.revision} (stable {stable.version})",
     )
+    plan = shift(
+        spec.serving.replicas,
+        spec.serving.max_surge,
+        obs.stable,
+        TrackObservation(),
+        1,
+        want_stable=spec.serving.replicas,
+    )
+    prefix = f"{why}: " if why else ""
     return Decision(
         status,
         (
-            ApplyTrack("stable", stable, spec.serving.replicas),
-            ApplyTrack("canary", spec.model, 1),
+            ApplyTrack("stable", stable, max(plan.stable, 1), stable_rev),
+            ApplyTrack("canary", spec.model, plan.canary, obs.revision),
             Route(0),
         ),
         Event(
-            Reason.DEPLOYING,
-            f"rollout of {version} started (stable {stable.version}); "
-            "canary receives no traffic until it passes smoke and golden-set checks",
+            Reason.RETRYING if why else Reason.DEPLOYING,
+            f"{prefix}rollout of {version} (revision {obs.revision}) started "
+            f"(stable {stable.version}); canary receives no traffic until it passes smoke and "
+            "golden-set checks",
         ),
         (_progressing(Reason.DEPLOYING, f"deploying canary {version}", gen, on=True),),
         POLL_S,
     )
 
 
-def _advance(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) -> Decision:
-    spec, gen, now = obs.spec, obs.generation, obs.now
-    version = spec.model.version
-    gate = status.gate or GateStatus(version=version)
-    weight = status.canary_weight or 0
-    canary_replicas_now = 1 if weight == 0 else canary_replicas(spec.serving.replicas, weight)
-    keep = (
-        ApplyTrack("stable", stable, spec.serving.replicas),
-        ApplyTrack("canary", spec.model, canary_replicas_now),
+def _tracks(
+    status: ModelDeploymentStatus,
+    obs: Observations,
+    stable: ModelRef,
+    stable_rev: str,
+    want_canary: int,
+    *,
+    want_stable: int | None = None,
+) -> tuple[ApplyTrack, ApplyTrack]:
+    """Both tracks one move closer to ``want_canary`` canary pods, inside the GPU budget."""
+    spec = obs.spec
+    plan = shift(
+        spec.serving.replicas,
+        spec.serving.max_surge,
+        obs.stable,
+        obs.canary,
+        want_canary,
+        want_stable=want_stable,
+    )
+    return (
+        ApplyTrack("stable", stable, plan.stable, stable_rev),
+        ApplyTrack("canary", spec.model, plan.canary, obs.revision),
     )
 
-    if obs.command == Command.ABORT:
-        return _fail(status, obs, Reason.ABORTED, "rollout aborted by a user", automatic=True)
 
-    if status.phase == Phase.PAUSED:
-        return Decision(status, keep, None, (), POLL_S)
-
-    if status.phase == Phase.DEPLOYING:
-        if obs.canary.is_ready and obs.canary.version == version:
-            status = _enter(
-                status, Phase.SMOKE_TESTING, now, message=f"smoke-testing canary {version}"
-            )
-            return Decision(
-                status,
-                (*keep, RunSmoke("canary")),
-                Event(Reason.SMOKE_TESTING, f"canary {version} ready; smoke testing"),
-                (_progressing(Reason.SMOKE_TESTING, f"smoke-testing {version}", gen, on=True),),
-            )
-        return _wait_ready(status, obs, obs.canary, "canary", keep[1])
-
-    if status.phase == Phase.SMOKE_TESTING:
-        if gate.smoke_passed is None:
-            return Decision(status, (*keep, RunSmoke("canary")))
-        if not gate.smoke_passed:
-            failed = "; ".join(c.message for c in gate.smoke if not c.passed) or "smoke failed"
-            return _fail(status, obs, Reason.SMOKE_TEST_FAILED, failed)
-        if spec.golden_set is None:
-            return _start_progress(
-                status,
-                obs,
-                Reason.SMOKE_TEST_PASSED,
-                f"smoke passed ({len(gate.smoke)} checks); no golden set",
-            )
-        status = _enter(
+def _limits(status: ModelDeploymentStatus, obs: Observations) -> Decision | None:
+    """The phase's deadline and the consecutive edge-error limit; None while within both."""
+    spec = obs.spec
+    phase = status.phase
+    errors, limit = status.edge_errors or 0, spec.analysis.max_edge_errors
+    if errors >= limit:
+        return _fail(
             status,
-            Phase.EVALUATING,
-            now,
-            message=f"scoring golden set on stable {stable.version} and {version}",
+            obs,
+            Reason.EDGE_ERROR_LIMIT,
+            f"{errors} consecutive checks could not run in {phase} (>= maxEdgeErrors {limit}); "
+            f"last: {status.message}",
         )
+    deadline_s = parse_duration_s(spec.analysis.progress_deadline)
+    if phase == Phase.PROGRESSING:
+        waited = _age_s(status.step_started_at, obs.now) - parse_duration_s(spec.analysis.interval)
+    else:
+        waited = _age_s(status.phase_started_at, obs.now)
+    if waited > deadline_s:
+        return _fail(
+            status,
+            obs,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"{phase} took {waited:.0f}s > progressDeadline {deadline_s:.0f}s"
+            + (f" ({status.message})" if status.message else ""),
+        )
+    return None
+
+
+def _deploying(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    spec, gen, now = obs.spec, obs.generation, obs.now
+    version = spec.model.version
+    keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=spec.serving.replicas)
+    if obs.canary.is_ready and _track_at(obs.canary, obs.revision, version):
+        status = _enter(status, Phase.SMOKE_TESTING, now, message=f"smoke-testing canary {version}")
         return Decision(
             status,
-            (*keep, RunComparison()),
-            Event(
-                Reason.SMOKE_TEST_PASSED,
-                f"smoke passed ({len(gate.smoke)} checks); scoring golden set",
-            ),
-            (_progressing(Reason.EVALUATING, "scoring golden set", gen, on=True),),
+            (*keep, Route(0)),
+            Event(Reason.SMOKE_TESTING, f"canary {version} ready; smoke testing"),
+            (_progressing(Reason.SMOKE_TESTING, f"smoke-testing {version}", gen, on=True),),
+            0,
         )
+    return _wait_ready(status, obs, obs.canary, "canary", (*keep, Route(0)))
 
-    if status.phase == Phase.EVALUATING:
-        if not gate.compared:
-            return Decision(status, (*keep, RunComparison()))
-        if gate.decision != "promote":
-            return _fail(
-                status,
-                obs,
-                Reason.ACCURACY_GATE_FAILED,
-                "; ".join(gate.reasons) or "accuracy gate failed",
-            )
-        return _start_progress(status, obs, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate))
 
-    if status.phase == Phase.PROGRESSING:
-        return _progress(status, obs, stable, keep)
+def _smoke_testing(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    spec, gen, now = obs.spec, obs.generation, obs.now
+    version = spec.model.version
+    keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=spec.serving.replicas)
+    gate = _gate_current(status, obs.revision)
+    if gate.smoke_passed is None:
+        return _limits(status, obs) or Decision(status, (*keep, RunSmoke("canary")), None, (), 0)
+    if not gate.smoke_passed:
+        failed = "; ".join(c.message for c in gate.smoke if not c.passed) or "smoke failed"
+        return _fail(status, obs, Reason.SMOKE_TEST_FAILED, failed)
+    if spec.golden_set is None:
+        return _start_progress(
+            status,
+            obs,
+            stable_rev,
+            Reason.SMOKE_TEST_PASSED,
+            f"smoke passed ({len(gate.smoke)} checks); no golden set",
+        )
+    status = _enter(
+        status,
+        Phase.EVALUATING,
+        now,
+        message=f"scoring golden set on stable {stable.version} and {version}",
+    )
+    return Decision(
+        status,
+        keep,
+        Event(
+            Reason.SMOKE_TEST_PASSED,
+            f"smoke passed ({len(gate.smoke)} checks); scoring golden set",
+        ),
+        (_progressing(Reason.EVALUATING, "scoring golden set", gen, on=True),),
+        0,
+    )
 
-    if status.phase == Phase.PROMOTING:
-        new_stable = ApplyTrack("stable", spec.model, spec.serving.replicas)
-        if obs.stable.is_ready and obs.stable.version == version:
-            model = spec.model
-            status = _enter(
-                status,
-                Phase.PROMOTED,
-                now,
-                stable_model=StableModel(name=model.name, version=version, uri=model.uri),
-                stable_version=version,
-                canary_version=None,
-                canary_weight=0,
-                current_step=None,
-                history=_history(status, "Promoted", "all checks passed", now),
-                message=f"version {version} promoted",
-            )
-            return Decision(
-                status,
-                (new_stable, Route(0), DeleteCanary()),
-                Event(
-                    Reason.PROMOTED,
-                    f"version {version} promoted (was {stable.version}); {_gate_numbers(gate)}",
-                ),
-                _serving_conditions(f"version {version} promoted", gen),
-            )
-        return Decision(status, (new_stable, keep[1], Route(100)), None, (), POLL_S)
 
-    return Decision(status, keep, None, (), POLL_S)
+def _evaluating(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=obs.spec.serving.replicas)
+    gate = _gate_current(status, obs.revision)
+    if not gate.compared:
+        return _limits(status, obs) or Decision(status, (*keep, RunComparison()), None, (), 0)
+    if gate.decision != "promote":
+        return _fail(
+            status,
+            obs,
+            Reason.ACCURACY_GATE_FAILED,
+            "; ".join(gate.reasons) or "accuracy gate failed",
+        )
+    return _start_progress(
+        status, obs, stable_rev, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate)
+    )
+
+
+def _paused(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    """A failed check with rollback.automatic false: stable serves everything, the canary
+    keeps one pod for a human (``promote`` or ``abort``)."""
+    keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=obs.spec.serving.replicas)
+    return Decision(status, (*keep, Route(0)), None, (), None)
 
 
 def _gate_numbers(gate: GateStatus) -> str:
@@ -526,11 +589,40 @@ def _gate_numbers(gate: GateStatus) -> str:
     )
 
 
+def _weight(obs: Observations, step_weight: int) -> int:
+    """The weight users get: the HTTPRoute's with gateway-api, the pods' share with replicas."""
+    if str(obs.spec.traffic.router) != "replicas":
+        return step_weight
+    return split(obs.spec.serving.replicas, step_weight).canary_percent
+
+
+def _step_tracks(
+    status: ModelDeploymentStatus,
+    obs: Observations,
+    stable: ModelRef,
+    stable_rev: str,
+    step_weight: int,
+) -> tuple[ApplyTrack, ApplyTrack, Route]:
+    """Both tracks one move closer to the step's pods, and the route for it. At 100% the
+    stable pods keep serving until the canary has taken every pod."""
+    want = split(obs.spec.serving.replicas, step_weight)
+    keep = _tracks(status, obs, stable, stable_rev, want.canary, want_stable=want.stable)
+    weight = _weight(obs, step_weight)
+    if weight >= 100 and (obs.stable.desired > 0 or obs.stable.pods > 0):
+        weight = 99
+    return (*keep, Route(weight))
+
+
 def _start_progress(
-    status: ModelDeploymentStatus, obs: Observations, reason: Reason, message: str
+    status: ModelDeploymentStatus,
+    obs: Observations,
+    stable_rev: str,
+    reason: Reason,
+    message: str,
 ) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
-    weight = spec.analysis.steps[0]
+    step_weight = spec.analysis.steps[0]
+    weight = _weight(obs, step_weight)
     status = _enter(
         status,
         Phase.PROGRESSING,
@@ -544,45 +636,39 @@ def _start_progress(
     assert stable is not None
     return Decision(
         status,
-        (
-            ApplyTrack("stable", stable, spec.serving.replicas),
-            ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, weight)),
-            Route(weight),
-            BeginAnalysis(),
-        ),
+        (*_step_tracks(status, obs, stable, stable_rev, step_weight), BeginAnalysis()),
         Event(reason, f"{message}; canary weight {weight}%"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {weight}%", gen, on=True),),
-        parse_duration_s(spec.analysis.interval),
+        0,
     )
 
 
-def _progress(
-    status: ModelDeploymentStatus,
-    obs: Observations,
-    stable: ModelRef,
-    keep: tuple[ApplyTrack, ApplyTrack],
+def _progressing_step(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
 ) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
     steps = spec.analysis.steps
     step = min(status.current_step or 0, len(steps) - 1)
-    weight = steps[step]
-    effects: tuple[Effect, ...] = (*keep, Route(weight))
-    if obs.command == Command.PROMOTE:
-        return _promote(status, obs, "promoted by a user")
+    step_weight = steps[step]
+    effects: tuple[Effect, ...] = _step_tracks(status, obs, stable, stable_rev, step_weight)
     interval_s = parse_duration_s(spec.analysis.interval)
     waited = _age_s(status.step_started_at, now)
     if waited < interval_s:
-        return Decision(status, effects, None, (), interval_s - waited)
+        return Decision(status, effects, None, (), max(0.5, interval_s - waited))
     if spec.paused:
         return Decision(
-            status.model_copy(update={"message": f"paused at {weight}%"}),
+            status.model_copy(update={"message": f"paused at {status.canary_weight}%"}),
             effects,
             None,
-            (_progressing(Reason.PAUSED, f"paused at {weight}%", gen, on=True),),
-            POLL_S,
+            (_progressing(Reason.PAUSED, f"paused at {status.canary_weight}%", gen, on=True),),
+            None,
         )
+    limited = _limits(status, obs)
+    if limited is not None:
+        return limited
     if status.checks_step != step:
-        return Decision(status, (*effects, RunAnalysis(step)))
+        return Decision(status, (*effects, RunAnalysis(step)), None, (), 0)
+    weight = status.canary_weight or 0
     failed = [c for c in status.checks if not c.passed]
     if failed:
         total = (status.failed_checks or 0) + len(failed)
@@ -616,24 +702,21 @@ def _progress(
         )
     if step + 1 >= len(steps):
         return _promote(status, obs, f"all {len(steps)} steps passed")
-    nxt = steps[step + 1]
+    nxt_step = steps[step + 1]
+    nxt = _weight(obs, nxt_step)
     status = status.model_copy(
         update={
             "current_step": step + 1,
             "canary_weight": nxt,
             "step_started_at": _ts(now),
+            "edge_errors": None,
             "message": f"canary at {nxt}%",
         }
     )
     checks = ", ".join(c.message for c in status.checks)
     return Decision(
         status,
-        (
-            keep[0],
-            ApplyTrack("canary", spec.model, canary_replicas(spec.serving.replicas, nxt)),
-            Route(nxt),
-            BeginAnalysis(),
-        ),
+        (*_step_tracks(status, obs, stable, stable_rev, nxt_step), BeginAnalysis()),
         Event(Reason.STEP_ADVANCED, f"canary weight {weight}% -> {nxt}% ({checks})"),
         (_progressing(Reason.STEP_ADVANCED, f"canary at {nxt}%", gen, on=True),),
         interval_s,
@@ -641,21 +724,94 @@ def _progress(
 
 
 def _promote(status: ModelDeploymentStatus, obs: Observations, why: str) -> Decision:
-    spec, gen = obs.spec, obs.generation
-    status = _enter(
-        status,
-        Phase.PROMOTING,
-        obs.now,
-        canary_weight=100,
-        message=f"promoting {spec.model.version}: {why}",
-    )
+    gen = obs.generation
+    version = obs.spec.model.version
+    status = _enter(status, Phase.PROMOTING, obs.now, message=f"promoting {version}: {why}")
     return Decision(
         status,
-        (ApplyTrack("stable", spec.model, spec.serving.replicas), Route(100)),
-        Event(Reason.STEP_ADVANCED, f"promoting {spec.model.version}: {why}"),
-        (_progressing(Reason.PROMOTED, f"promoting {spec.model.version}", gen, on=True),),
+        (),
+        Event(Reason.STEP_ADVANCED, f"promoting {version}: {why}"),
+        (_progressing(Reason.PROMOTED, f"promoting {version}", gen, on=True),),
+        0,
+    )
+
+
+def _promoting(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    """Move serving onto the new revision within ``replicas + maxSurge`` pods: first every
+    pod to the canary, then the stable Deployment (at zero pods) to the new revision, then the
+    pods back to the stable track, then the canary away."""
+    spec, gen, now = obs.spec, obs.generation, obs.now
+    total = spec.serving.replicas
+    version = spec.model.version
+    limited = _limits(status, obs)
+    if limited is not None:
+        return limited
+    new_stable_rev = obs.revision
+    if not _track_at(obs.stable, new_stable_rev, version) or not obs.stable.exists:
+        if obs.stable.desired > 0 or obs.stable.pods > 0:
+            keep = _tracks(status, obs, stable, stable_rev, total)
+            share = 100 if obs.stable.ready == 0 else 99
+            return Decision(
+                status.model_copy(update={"canary_weight": _share(obs)}),
+                (*keep, Route(share)),
+                None,
+                (),
+                POLL_S,
+            )
+        return Decision(
+            status.model_copy(update={"canary_weight": 100}),
+            (
+                ApplyTrack("stable", spec.model, 0, new_stable_rev),
+                ApplyTrack("canary", spec.model, max(obs.canary.desired, 1), new_stable_rev),
+                Route(100),
+            ),
+            None,
+            (),
+            POLL_S,
+        )
+    if obs.stable.is_ready and obs.stable.desired >= total:
+        model = spec.model
+        status = _enter(
+            status,
+            Phase.PROMOTED,
+            now,
+            stable_model=StableModel(
+                name=model.name, version=version, uri=model.uri, revision=new_stable_rev
+            ),
+            stable_version=version,
+            canary_version=None,
+            canary_revision=None,
+            canary_weight=0,
+            current_step=None,
+            history=_history(status, "Promoted", "all checks passed", now),
+            message=f"version {version} promoted",
+        )
+        return Decision(
+            status,
+            (ApplyTrack("stable", model, total, new_stable_rev), Route(0), DeleteCanary()),
+            Event(
+                Reason.PROMOTED,
+                f"version {version} promoted (was {stable.version}); "
+                f"{_gate_numbers(status.gate or GateStatus())}",
+            ),
+            _serving_conditions(f"version {version} promoted", gen),
+        )
+    keep = _tracks(status, obs, spec.model, new_stable_rev, 0, want_stable=total)
+    return Decision(
+        status.model_copy(update={"canary_weight": _share(obs)}),
+        (*keep, Route(max(1, min(99, _share(obs))))),
+        None,
+        (),
         POLL_S,
     )
+
+
+def _share(obs: Observations) -> int:
+    """The canary's share of Ready serving pods, in percent."""
+    ready = obs.stable.ready + obs.canary.ready
+    return round(100 * obs.canary.ready / ready) if ready else 0
 
 
 def _fail(
@@ -670,13 +826,22 @@ def _fail(
     spec, gen = obs.spec, obs.generation
     stable = _stable_ref(status)
     assert stable is not None
+    stable_rev = _stable_revision(status, obs)
     version = status.canary_version or spec.model.version
     auto = spec.rollback.automatic if automatic is None else automatic
+    total = spec.serving.replicas
     if not auto:
-        status = _enter(status, Phase.PAUSED, obs.now, message=f"{message}; paused for a human")
+        status = _enter(
+            status,
+            Phase.PAUSED,
+            obs.now,
+            canary_weight=0,
+            message=f"{message}; paused for a human",
+        )
+        keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=total)
         return Decision(
             status,
-            (ApplyTrack("stable", stable, spec.serving.replicas), Route(0)),
+            (*keep, Route(0)),
             Event(
                 reason,
                 f"{message}; rollback.automatic is false: canary {version} paused "
@@ -700,40 +865,46 @@ def _fail(
     )
     return Decision(
         status,
-        (ApplyTrack("stable", stable, spec.serving.replicas), Route(0), DeleteCanary()),
+        (ApplyTrack("stable", stable, total, stable_rev), Route(0), DeleteCanary()),
         Event(reason, f"rolled back {version} to {stable.version}: {message}", warning=True),
         (
             _ready(Reason.AVAILABLE, f"stable {stable.version} serving", gen, ok=True),
             _progressing(Reason.ROLLED_BACK, f"rolled back {version}: {message}", gen, on=False),
             _degraded(reason, message, gen, on=True),
         ),
+        POLL_S,
     )
 
 
-def _after_rollback(status: ModelDeploymentStatus, obs: Observations, stable: ModelRef) -> Decision:
-    """Stay rolled back until the spec names another model; keep stable healthy."""
+def _after_rollback(
+    status: ModelDeploymentStatus, obs: Observations, stable: ModelRef, stable_rev: str
+) -> Decision:
+    """Stay rolled back until the spec names another revision (or a user runs ``retry``)."""
     spec = obs.spec
-    return Decision(
-        status,
-        (ApplyTrack("stable", stable, spec.serving.replicas), Route(0), DeleteCanary()),
+    effects: tuple[Effect, ...] = (
+        ApplyTrack("stable", stable, spec.serving.replicas, stable_rev),
+        Route(0),
     )
+    if obs.canary.exists:
+        effects = (*effects, DeleteCanary())
+    ready = obs.stable.is_ready and obs.stable.desired == spec.serving.replicas
+    return Decision(status, effects, None, (), None if ready else POLL_S)
 
 
 def _end_rollout(
     status: ModelDeploymentStatus,
     obs: Observations,
-    phase: Phase,
     decision: str,
-    reason: Reason,
     message: str,
     *,
     restart: bool = False,
 ) -> Decision:
     status = _enter(
         status,
-        phase,
+        Phase.PROMOTED,
         obs.now,
         canary_version=None,
+        canary_revision=None,
         canary_weight=0,
         current_step=None,
         history=_history(status, decision, message, obs.now),
@@ -741,21 +912,35 @@ def _end_rollout(
     )
     stable = _stable_ref(status)
     assert stable is not None
+    stable_rev = _stable_revision(status, obs)
     effects: tuple[Effect, ...] = (
-        ApplyTrack("stable", stable, obs.spec.serving.replicas),
+        ApplyTrack("stable", stable, obs.spec.serving.replicas, stable_rev),
         Route(0),
         DeleteCanary(),
     )
     if restart:
-        follow = _start_rollout(status, obs)
+        # The old canary is deleted first, then created again at the new revision.
+        follow = _start_rollout(status, obs, stable, stable_rev)
         return Decision(
             follow.status,
-            effects + follow.effects,
-            Event(reason, f"{message}; {follow.event.message if follow.event else ''}"),
+            effects + follow.effects[1:],
+            Event(Reason.SUPERSEDED, f"{message}; {follow.event.message if follow.event else ''}"),
             follow.conditions,
             POLL_S,
         )
-    return Decision(status, effects, Event(reason, message), (), POLL_S)
+    return Decision(status, effects, Event(Reason.SUPERSEDED, message), (), POLL_S)
+
+
+StepFn = Callable[[ModelDeploymentStatus, Observations, ModelRef, str], Decision]
+
+PHASE_STEPS: dict[Phase, StepFn] = {
+    Phase.DEPLOYING: _deploying,
+    Phase.SMOKE_TESTING: _smoke_testing,
+    Phase.EVALUATING: _evaluating,
+    Phase.PROGRESSING: _progressing_step,
+    Phase.PROMOTING: _promoting,
+    Phase.PAUSED: _paused,
+}
 
 
 def record_check_results(

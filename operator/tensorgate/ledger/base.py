@@ -14,12 +14,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from tensorgate.api.spec import AnalysisSpec
 from tensorgate.api.status import GateStatus, ModelDeploymentStatus
+from tensorgate.errors import LedgerError
 
 PROMOTED = "Promoted"
 FIRST_DEPLOY_PREFIX = "initial-"
 
 StatusLike = ModelDeploymentStatus | Mapping[str, Any] | None
+
+
+class LedgerUnavailable(LedgerError):
+    """The database could not be reached (after the bounded retries): worth trying again later.
+
+    Any other ``LedgerError`` (a constraint, a row the plan expects but the ledger lacks) would
+    fail the same way on every retry.
+    """
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,10 @@ class GateResult:
     decision: str | None = None
     smoke_passed: bool | None = None
     smoke: tuple[dict[str, Any], ...] = ()
+    inputs: dict[str, Any] | None = None
+    """What the verdict was decided from: ``{"gate": <status.gate, whole>, "spec":
+    {"maxAccuracyDrop", "confidence"}}`` (see :func:`verdict_inputs`); None in rows written
+    before migration ``0002``."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class RolloutRecord:
                 "decision": gate.decision,
                 "smokePassed": gate.smoke_passed,
                 "smoke": list(gate.smoke),
+                "inputs": gate.inputs,
             },
             "phases": [
                 {"at": _iso(p.at), "from": p.from_phase, "to": p.to_phase, "message": p.message}
@@ -111,8 +126,14 @@ class Ledger(Protocol):
         old_status: StatusLike,
         new_status: StatusLike,
         spec: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
     ) -> None:
-        """Write what changed between two statuses, in one transaction (or nothing)."""
+        """Write what changed between two statuses, in one transaction (or nothing).
+
+        ``now`` (default: the ledger's clock) dates what the statuses leave undated; a replayed
+        transition passes the time it first happened, so writing it twice writes nothing new.
+        """
         ...
 
     async def history(self, namespace: str, name: str, limit: int = 20) -> list[RolloutRecord]:
@@ -179,7 +200,27 @@ def parse_ts(text: str | None, default: datetime) -> datetime:
         return default
 
 
-def _gate_result(gate: GateStatus) -> GateResult:
+def verdict_inputs(
+    gate: GateStatus, spec: Mapping[str, Any], raw_gate: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a gate verdict was decided from, as JSON: the whole ``status.gate`` (``raw_gate``,
+    the status's own dict when there is one, keeps fields this version's ``GateStatus`` does
+    not know yet) and the spec's margin and confidence (defaults filled in)."""
+    raw_analysis = spec.get("analysis")
+    analysis: Mapping[str, Any] = raw_analysis if isinstance(raw_analysis, Mapping) else {}
+    fields = AnalysisSpec.model_fields
+    return {
+        "gate": {**gate.to_dict(), **dict(raw_gate or {})},
+        "spec": {
+            "maxAccuracyDrop": analysis.get("maxAccuracyDrop", fields["max_accuracy_drop"].default),
+            "confidence": analysis.get("confidence", fields["confidence"].default),
+        },
+    }
+
+
+def _gate_result(
+    gate: GateStatus, spec: Mapping[str, Any], raw_gate: Mapping[str, Any] | None
+) -> GateResult:
     return GateResult(
         stable_accuracy=gate.stable_accuracy,
         canary_accuracy=gate.canary_accuracy,
@@ -190,7 +231,14 @@ def _gate_result(gate: GateStatus) -> GateResult:
         decision=gate.decision,
         smoke_passed=gate.smoke_passed,
         smoke=tuple(c.to_dict() for c in gate.smoke),
+        inputs=verdict_inputs(gate, spec, raw_gate),
     )
+
+
+def _raw_gate(status: StatusLike) -> Mapping[str, Any] | None:
+    if isinstance(status, Mapping) and isinstance(status.get("gate"), Mapping):
+        return dict(status["gate"])
+    return None
 
 
 def _spec_version(spec: Mapping[str, Any]) -> str:
@@ -257,7 +305,7 @@ def plan_transition(
         and new.gate != old.gate
         and (new.gate.smoke_passed is not None or new.gate.compared)
     ):
-        gate = (key, _gate_result(new.gate))
+        gate = (key, _gate_result(new.gate, spec, _raw_gate(new_status)))
     phase = None
     if key and phase_changed and new.phase is not None:
         phase = (key, PhaseChange(at, old.phase, new.phase, new.message or ""))

@@ -1,11 +1,14 @@
 """``tensorgate history`` and ``tensorgate revert``: the ledger on the command line.
 
 - ``history NAME`` lists a model's rollouts, newest first: versions, accuracies, decisions.
+  ``--verify`` recomputes every stored gate verdict from the inputs stored with it
+  (:mod:`tensorgate.ledger.replay`) and exits 1, naming the rollout, on any mismatch.
 - ``revert NAME --to VERSION`` reads the model spec VERSION was promoted with and merge-patches
   the resource's ``spec.model`` with it. The operator then rolls VERSION out like any other
   version: canary, smoke checks, golden set, steps.
 
-Exit codes: 0 done, 1 the ledger or the Kubernetes API failed, 2 bad input (unknown version).
+Exit codes: 0 done, 1 the ledger or the Kubernetes API failed (or ``--verify`` found a
+mismatch), 2 bad input (unknown version).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import typer
 
 from tensorgate.errors import EdgeError, KubeAPIError, LedgerError
 from tensorgate.ledger.base import RolloutRecord
+from tensorgate.ledger.replay import MISMATCH, Verification, verify_record
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -88,10 +92,19 @@ def format_history(records: list[RolloutRecord]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-async def _history(dsn: str, namespace: str, name: str, limit: int) -> list[RolloutRecord]:
-    from tensorgate.ledger.sql import open_ledger
+def format_verifications(checked: list[Verification]) -> str:
+    """One line per replayed verdict."""
+    return "\n".join(
+        f"{v.outcome.upper():<12} {v.row}: stored {v.stored}, replayed {v.replayed or '-'} "
+        f"({v.detail})"
+        for v in checked
+    )
 
-    ledger = await open_ledger(dsn)
+
+async def _history(dsn: str, namespace: str, name: str, limit: int) -> list[RolloutRecord]:
+    from tensorgate.ledger.sql import open_sql_ledger
+
+    ledger = await open_sql_ledger(dsn)
     try:
         return await ledger.history(namespace, name, limit)
     finally:
@@ -101,9 +114,9 @@ async def _history(dsn: str, namespace: str, name: str, limit: int) -> list[Roll
 async def _promoted(
     dsn: str, namespace: str, name: str, version: str
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    from tensorgate.ledger.sql import open_ledger
+    from tensorgate.ledger.sql import open_sql_ledger
 
-    ledger = await open_ledger(dsn)
+    ledger = await open_sql_ledger(dsn)
     try:
         spec = await ledger.promoted_spec(namespace, name, version)
         known = (
@@ -196,6 +209,12 @@ def register(app: typer.Typer) -> None:
         namespace: NamespaceOpt = "default",
         limit: Annotated[int, typer.Option(min=1, help="Rollouts to show.")] = 20,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        verify: Annotated[
+            bool,
+            typer.Option(
+                "--verify", help="Recompute every stored gate verdict; exit 1 on a mismatch."
+            ),
+        ] = False,
         dsn: DsnOpt = None,
     ) -> None:
         """List a model's rollouts from the ledger: versions, accuracies, decisions."""
@@ -204,12 +223,32 @@ def register(app: typer.Typer) -> None:
         except LedgerError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_FAILED) from exc
+        checked = {r.id: v for r in records if verify and (v := verify_record(r)) is not None}
         if as_json:
-            typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
+            rows = [r.to_dict() for r in records]
+            for row in rows:
+                if (v := checked.get(row["id"])) is not None:
+                    row["verification"] = {
+                        "outcome": v.outcome,
+                        "stored": v.stored,
+                        "replayed": v.replayed,
+                        "detail": v.detail,
+                    }
+            typer.echo(json.dumps(rows, indent=2))
         elif not records:
             typer.echo(f"no rollouts of {namespace}/{name} in the ledger")
         else:
             typer.echo(format_history(records))
+            if verify:
+                typer.echo(format_verifications(list(checked.values())) or "no verdicts to verify")
+        bad = [v for v in checked.values() if v.outcome == MISMATCH]
+        for v in bad:
+            typer.echo(
+                f"error: {v.row}: stored verdict {v.stored} does not replay ({v.detail})",
+                err=True,
+            )
+        if bad:
+            raise typer.Exit(EXIT_FAILED)
 
     @app.command()
     def revert(

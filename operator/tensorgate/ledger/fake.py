@@ -9,17 +9,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tensorgate.errors import LedgerError
-from tensorgate.ledger.base import PROMOTED, RolloutRecord, StatusLike, plan_transition
+from tensorgate.ledger.base import (
+    PROMOTED,
+    LedgerUnavailable,
+    RolloutRecord,
+    StatusLike,
+    plan_transition,
+)
 
 
 class FakeLedger:
-    """Implements ``Ledger`` in memory. ``fail_next`` makes the next write raise LedgerError."""
+    """Implements ``Ledger`` in memory. ``fail_next`` makes the next write raise LedgerError;
+    while ``down`` is set every call raises ``LedgerUnavailable`` (a database outage)."""
 
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.rollouts: list[RolloutRecord] = []
         self.specs: dict[int, dict[str, Any]] = {}
         self.transitions = 0
         self.fail_next: LedgerError | None = None
+        self.down = False
         self.closed = False
         self._clock = clock
 
@@ -30,11 +38,14 @@ class FakeLedger:
         old_status: StatusLike,
         new_status: StatusLike,
         spec: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
     ) -> None:
+        self._check_up()
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
-        plan = plan_transition(old_status, new_status, spec, self._clock())
+        plan = plan_transition(old_status, new_status, spec, now or self._clock())
         if plan.is_empty:
             return
         rollouts, specs = list(self.rollouts), dict(self.specs)  # all or nothing
@@ -68,7 +79,10 @@ class FakeLedger:
             update(plan.gate[0], gate=plan.gate[1])
         if plan.phase is not None:
             key, change = plan.phase
-            update(key, phases=(*rollouts[find(key)].phases, change))
+            phases = rollouts[find(key)].phases
+            same = (change.at, change.from_phase, change.to_phase)
+            if all((p.at, p.from_phase, p.to_phase) != same for p in phases):  # replayed
+                update(key, phases=(*phases, change))
         for end in plan.ends:
             update(end.key, decision=end.decision, reason=end.reason, finished_at=end.finished_at)
             if end.spec is not None:
@@ -76,12 +90,18 @@ class FakeLedger:
         self.rollouts, self.specs = rollouts, specs
         self.transitions += 1
 
+    def _check_up(self) -> None:
+        if self.down:
+            raise LedgerUnavailable("ledger write failed after 1 attempt(s): fake outage")
+
     async def history(self, namespace: str, name: str, limit: int = 20) -> list[RolloutRecord]:
+        self._check_up()
         mine = [r for r in self.rollouts if (r.namespace, r.model) == (namespace, name)]
         mine.sort(key=lambda r: (r.started_at, r.id), reverse=True)
         return mine[: max(1, limit)]
 
     async def promoted_spec(self, namespace: str, name: str, version: str) -> dict[str, Any] | None:
+        self._check_up()
         promoted = [
             r
             for r in self.rollouts

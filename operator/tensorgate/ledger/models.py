@@ -1,5 +1,5 @@
-"""The ledger's tables (SQLAlchemy 2 declarative). Alembic's ``0001_initial`` creates them;
-``tests/unit/ledger`` proves the two agree."""
+"""The ledger's tables (SQLAlchemy 2 declarative). Alembic's migrations (``0001_initial``,
+``0002_verdict_inputs``) create them; ``tests/unit/ledger`` proves the two agree."""
 
 from __future__ import annotations
 
@@ -75,6 +75,9 @@ class GateResultRow(Base):
     decision: Mapped[str | None] = mapped_column(String(32), nullable=True)
     smoke_passed: Mapped[bool | None] = mapped_column(nullable=True)
     smoke: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """What the verdict was decided from (``ledger.base.verdict_inputs``); replayed by
+    ``tensorgate history --verify``."""
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     rollout: Mapped[Rollout] = relationship(back_populates="gate")

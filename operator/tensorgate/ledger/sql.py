@@ -5,7 +5,11 @@ transition is one transaction. Connections time out (SQLite's busy timeout, Post
 ``connect_timeout`` and ``statement_timeout``); operational errors are retried a bounded
 number of times (a retried transaction is whole or absent), then raised as ``LedgerError``.
 
-``open_ledger(dsn)`` applies the Alembic migrations (``upgrade head``) before first use.
+``open_sql_ledger(dsn)`` applies the Alembic migrations (``upgrade head``) before first use;
+``open_ledger(dsn)`` (what the operator uses) wraps it in the outbox of
+:mod:`tensorgate.ledger.durable`, so a transition the database cannot take now is written
+when it is back. Writing one transition twice writes nothing new (phase changes are keyed by
+rollout, time and phases; rollouts by key; gate results are upserted).
 DSNs: ``sqlite:///path/ledger.db``, ``postgresql+psycopg://user@host:port/db`` (a plain
 ``postgresql://`` is taken to mean psycopg 3).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,7 +28,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select
+from prometheus_client import CollectorRegistry
+from sqlalchemy import ColumnElement, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -32,12 +38,14 @@ from tensorgate.errors import LedgerError
 from tensorgate.ledger.base import (
     PROMOTED,
     GateResult,
+    LedgerUnavailable,
     PhaseChange,
     RolloutRecord,
     StatusLike,
     TransitionPlan,
     plan_transition,
 )
+from tensorgate.ledger.durable import DEFAULT_RETRY_S, DurableLedger
 from tensorgate.ledger.models import GateResultRow, PhaseChangeRow, Rollout
 
 logger = logging.getLogger(__name__)
@@ -93,13 +101,13 @@ def make_engine(dsn: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Engine:
     )
 
 
-def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration (``upgrade head``), configured in code."""
+def migrate(engine: Engine, target: str = "head") -> None:
+    """Apply the Alembic migrations up to ``target`` (default: all), configured in code."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
         connection.commit()
 
 
@@ -134,6 +142,7 @@ def _record(row: Rollout) -> RolloutRecord:
             decision=gate.decision,
             smoke_passed=gate.smoke_passed,
             smoke=tuple(gate.smoke or ()),
+            inputs=gate.inputs,
         ),
         phases=tuple(
             PhaseChange(_aware(p.at) or datetime.now(UTC), p.from_phase, p.to_phase, p.message)
@@ -158,27 +167,57 @@ class SqlLedger:
         self._retries = max(0, retries)
         self._backoff_s = backoff_s
         self._clock = clock
+        self._migrated = False
+        self._migrating = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def ensure_schema(self) -> None:
+        """Apply the migrations once (blocking; bounded retries), before the first statement.
+
+        Raises ``LedgerUnavailable`` while the database cannot be reached; the next call
+        tries again, so a ledger opened during an outage migrates when it is back.
+        """
+        with self._migrating:
+            if self._migrated:
+                return
+            attempt = 0
+            while True:
+                try:
+                    migrate(self.engine)
+                    self._migrated = True
+                    return
+                except OperationalError as exc:
+                    attempt += 1
+                    if attempt > self._retries:
+                        raise LedgerUnavailable(
+                            f"ledger migration failed after {attempt} attempt(s): {exc.orig}"
+                        ) from exc
+                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
+                except SQLAlchemyError as exc:
+                    raise LedgerError(f"ledger migration failed: {exc}") from exc
+
     def _run(self, what: str, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one transaction; retry operational errors a bounded number of times."""
+        self.ensure_schema()
         attempt = 0
         while True:
             try:
                 with self._sessions.begin() as session:
                     return work(session)
-            except OperationalError as exc:
+            except DBAPIError as exc:
+                if not _unreachable(exc):
+                    raise LedgerError(f"ledger {what} failed: {exc}") from exc
                 attempt += 1
                 if attempt > self._retries:
-                    raise LedgerError(
+                    raise LedgerUnavailable(
                         f"ledger {what} failed after {attempt} attempt(s): {exc.orig}"
                     ) from exc
                 logger.warning(
                     "ledger %s failed (attempt %s), retrying: %s", what, attempt, exc.orig
                 )
                 time.sleep(self._backoff_s * 2 ** (attempt - 1))
-            except (DBAPIError, SQLAlchemyError) as exc:
+            except SQLAlchemyError as exc:
                 raise LedgerError(f"ledger {what} failed: {exc}") from exc
 
     async def _call(self, what: str, work: Callable[[Session], T]) -> T:
@@ -193,8 +232,10 @@ class SqlLedger:
         old_status: StatusLike,
         new_status: StatusLike,
         spec: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
     ) -> None:
-        plan = plan_transition(old_status, new_status, spec, self._clock())
+        plan = plan_transition(old_status, new_status, spec, now or self._clock())
         if plan.is_empty:
             return
         await self._call("write", lambda s: self._write(s, namespace, name, plan))
@@ -251,6 +292,7 @@ class SqlLedger:
                 "decision": gate.decision,
                 "smoke_passed": gate.smoke_passed,
                 "smoke": list(gate.smoke),
+                "inputs": gate.inputs,
                 "recorded_at": self._clock(),
             }
             if row.gate is None:
@@ -260,15 +302,28 @@ class SqlLedger:
                     setattr(row.gate, field, value)
         if plan.phase is not None:
             key, change = plan.phase
-            session.add(
-                PhaseChangeRow(
-                    rollout_id=rollout(key).id,
-                    at=change.at,
-                    from_phase=change.from_phase,
-                    to_phase=change.to_phase,
-                    message=change.message[:4000],
+            rollout_id = rollout(key).id
+            same: ColumnElement[bool] = PhaseChangeRow.from_phase.is_(None)
+            if change.from_phase is not None:
+                same = PhaseChangeRow.from_phase == change.from_phase
+            seen = session.scalars(
+                select(PhaseChangeRow.id).where(
+                    PhaseChangeRow.rollout_id == rollout_id,
+                    PhaseChangeRow.at == change.at,
+                    PhaseChangeRow.to_phase == change.to_phase,
+                    same,
                 )
-            )
+            ).first()
+            if seen is None:  # a replayed transition was already written: nothing new
+                session.add(
+                    PhaseChangeRow(
+                        rollout_id=rollout_id,
+                        at=change.at,
+                        from_phase=change.from_phase,
+                        to_phase=change.to_phase,
+                        message=change.message[:4000],
+                    )
+                )
         for end in plan.ends:
             row = rollout(end.key)
             row.decision = end.decision
@@ -311,31 +366,46 @@ class SqlLedger:
         await asyncio.to_thread(self.engine.dispose)
 
 
-async def open_ledger(
+def _unreachable(exc: DBAPIError) -> bool:
+    """The database is down or the connection broke (worth retrying), not a bad statement."""
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+async def open_sql_ledger(
     dsn: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, retries: int = 3
 ) -> SqlLedger:
-    """Connect, migrate to the newest schema, and return the ledger."""
-    engine = make_engine(dsn, timeout_s)
-
-    def upgrade() -> None:
-        attempt = 0
-        while True:
-            try:
-                migrate(engine)
-                return
-            except OperationalError as exc:
-                attempt += 1
-                if attempt > retries:
-                    raise LedgerError(
-                        f"ledger migration failed after {attempt} attempt(s): {exc.orig}"
-                    ) from exc
-                time.sleep(0.2 * 2 ** (attempt - 1))
-            except SQLAlchemyError as exc:
-                raise LedgerError(f"ledger migration failed: {exc}") from exc
-
+    """Connect, migrate to the newest schema, and return the ledger (no outbox)."""
+    ledger = SqlLedger(make_engine(dsn, timeout_s), retries=retries)
     try:
-        await asyncio.to_thread(upgrade)
+        await asyncio.to_thread(ledger.ensure_schema)
     except BaseException:
-        engine.dispose()
+        ledger.engine.dispose()
         raise
-    return SqlLedger(engine, retries=retries)
+    return ledger
+
+
+async def open_ledger(
+    dsn: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    retries: int = 3,
+    spool_dir: str | Path | None = None,
+    registry: CollectorRegistry | None = None,
+    retry_s: float = DEFAULT_RETRY_S,
+) -> DurableLedger:
+    """The operator's ledger: a ``SqlLedger`` behind the outbox of
+    :class:`~tensorgate.ledger.durable.DurableLedger` (kept in memory, and in ``spool_dir``
+    when given, so it survives a restart; its metrics go to ``registry`` when given).
+
+    A database unreachable now does not fail the start: the schema is migrated, and the
+    outbox written, once it is back. Any other problem (a bad DSN, a failed migration) does.
+    """
+    inner = SqlLedger(make_engine(dsn, timeout_s), retries=retries)
+    try:
+        await asyncio.to_thread(inner.ensure_schema)
+    except LedgerUnavailable as exc:  # start anyway: rollouts never wait on their history
+        logger.warning("ledger unreachable at start, the outbox keeps transitions: %s", exc)
+    except BaseException:
+        inner.engine.dispose()
+        raise
+    return await DurableLedger.open(inner, spool_dir=spool_dir, registry=registry, retry_s=retry_s)

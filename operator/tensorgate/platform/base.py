@@ -15,9 +15,17 @@ class Platform(Protocol):
     """Runs serving tracks (Kubernetes Deployments, or local processes)."""
 
     async def apply_track(
-        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        track: str,
+        model: ModelRef,
+        replicas: int,
+        *,
+        revision: str | None = None,
     ) -> None:
-        """Create or update a track so it serves ``model`` on ``replicas`` servers."""
+        """Create or scale a track so it serves ``model`` at ``revision`` on ``replicas``
+        servers (zero keeps the track with no servers)."""
 
     async def delete_track(self, body: Body, track: str) -> None:
         """Remove a track (no error when it is already gone)."""

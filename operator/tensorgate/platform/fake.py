@@ -16,14 +16,23 @@ class FakePlatform:
     ready: bool = True
     golden: bytes | None = None
     tracks: dict[str, tuple[ModelRef, int]] = field(default_factory=dict)
+    revisions: dict[str, str | None] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
     async def apply_track(
-        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        track: str,
+        model: ModelRef,
+        replicas: int,
+        *,
+        revision: str | None = None,
     ) -> None:
         if self.tracks.get(track) != (model, replicas):
             self.calls.append(f"apply {track} v{model.version} x{replicas}")
         self.tracks[track] = (model, replicas)
+        self.revisions[track] = revision
 
     async def delete_track(self, body: Body, track: str) -> None:
         if self.tracks.pop(track, None) is not None:
@@ -34,7 +43,15 @@ class FakePlatform:
             return TrackObservation()
         model, replicas = self.tracks[track]
         n = replicas if self.ready else 0
-        return TrackObservation(True, model.version, replicas, n, replicas)
+        return TrackObservation(
+            exists=True,
+            version=model.version,
+            revision=self.revisions.get(track),
+            desired=replicas,
+            ready=n,
+            updated=replicas,
+            pods=replicas,
+        )
 
     async def endpoints(self, body: Body, track: str) -> list[str]:
         return [f"127.0.0.1:{8501 if track == 'stable' else 9501}"] if track in self.tracks else []

@@ -61,6 +61,34 @@ class Postgres:
             conn.execute(sql)
 
 
+def _initdb(bin_dir: Path, prefix: str, user: str | None) -> Path:
+    """A temporary folder with a fresh cluster in ``data`` and a socket folder ``run``, both
+    owned by ``user`` (the server refuses to run as root)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    (workdir / "run").mkdir()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for path in (workdir, workdir / "run"):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(workdir / "data"),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        user=user,
+    )
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Postgres]:
     bin_dir = _bin_dir()
@@ -78,30 +106,9 @@ def postgres_server() -> Iterator[Postgres]:
             "apt-get install postgresql (it creates the user)",
         )
         user = "postgres"
-    workdir = Path(tempfile.mkdtemp(prefix="tensorgate-pg-"))
+    workdir = _initdb(bin_dir, "tensorgate-pg-", user)
     data, sockets = workdir / "data", workdir / "run"
-    sockets.mkdir()
-    if user is not None:
-        entry = pwd.getpwnam(user)
-        for path in (workdir, sockets):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
     log = workdir / "postgres.log"
-    subprocess.run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-        user=user,
-    )
     port = _free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -176,3 +183,69 @@ def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     return str(request.getfixturevalue("postgres_dsn"))
+
+
+@dataclass(frozen=True)
+class RestartablePostgres:
+    """A PostgreSQL of its own (not the session's), stopped and started with ``pg_ctl``."""
+
+    server: Postgres
+    bin_dir: Path
+    workdir: Path
+    user: str | None
+
+    def dsn(self, database: str) -> str:
+        return self.server.dsn(database)
+
+    def _pg_ctl(self, *args: str) -> None:
+        log = self.workdir / "postgres.log"
+        done = subprocess.run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.workdir / "data"), *args],
+            capture_output=True,
+            timeout=START_TIMEOUT_S + 10,
+            user=self.user,
+            check=False,
+        )
+        if done.returncode != 0:
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise AssertionError(
+                f"pg_ctl {' '.join(args)} exited {done.returncode}: {done.stderr.decode()}{tail}"
+            )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.server.port} -k {self.workdir / 'run'} "
+            "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        )
+        timeout = str(int(START_TIMEOUT_S))
+        log = str(self.workdir / "postgres.log")
+        self._pg_ctl("start", "-w", "-t", timeout, "-l", log, "-o", options)
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: open connections are cut, new ones refused."""
+        self._pg_ctl("stop", "-w", "-m", "fast", "-t", str(int(STOP_TIMEOUT_S)))
+
+
+@pytest.fixture
+def restartable_postgres() -> Iterator[RestartablePostgres]:
+    """A fresh server with one database, ``ledger``, that the test may stop and start."""
+    bin_dir = _bin_dir()
+    require(
+        bin_dir is not None,
+        "PostgreSQL server binaries (initdb, pg_ctl)",
+        "make system-deps (apt-get install postgresql)",
+    )
+    assert bin_dir is not None
+    user = "postgres" if os.geteuid() == 0 else None
+    if user is not None:
+        require(_has_user(user), "the postgres system user", "apt-get install postgresql")
+    workdir = _initdb(bin_dir, "tensorgate-pg-restart-", user)
+    server = RestartablePostgres(Postgres("127.0.0.1", _free_port()), bin_dir, workdir, user)
+    server.start()
+    try:
+        server.server.execute('CREATE DATABASE "ledger"')
+        yield server
+    finally:
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

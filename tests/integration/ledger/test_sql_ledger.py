@@ -10,13 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from tensorgate.errors import LedgerError
 from tensorgate.ledger.models import GateResultRow, PhaseChangeRow, Rollout
-from tensorgate.ledger.sql import SqlLedger, open_ledger
+from tensorgate.ledger.sql import SqlLedger, open_sql_ledger
 from tests.unit.ledger.scenario import NAME, NAMESPACE, full_story, rollout, spec
 
 
 @pytest.fixture
 async def ledger(dsn: str) -> AsyncIterator[SqlLedger]:
-    ledger = await open_ledger(dsn, timeout_s=5)
+    ledger = await open_sql_ledger(dsn, timeout_s=5)
     yield ledger
     await ledger.close()
 
@@ -39,13 +39,13 @@ async def test_migrations_create_schema_at_head(ledger: SqlLedger) -> None:
     assert {"rollouts", "gate_results", "phase_changes", "alembic_version"} <= tables
     with ledger.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == (
-            "0001_initial"
+            "0002_verdict_inputs"
         )
 
 
 async def test_reopen_runs_no_migration_and_keeps_rows(ledger: SqlLedger, dsn: str) -> None:
     await _play(ledger)
-    again = await open_ledger(dsn)
+    again = await open_sql_ledger(dsn)
     try:
         assert len(await again.history(NAMESPACE, NAME)) == 3
     finally:

@@ -38,16 +38,17 @@ class KMockPlayer:
             live.add(name)
             labels = dep["spec"]["template"]["metadata"]["labels"]
             version = labels[m.LABEL_VERSION]
+            args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            key = f"{version} {' '.join(args)}"  # a new model path or config is a new server
             current = self.servers.get(name)
-            if current is None or current[0] != version:
+            if current is None or current[0] != key:
                 if current is not None:
                     await asyncio.to_thread(current[1].stop)
-                args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
                 server = LocalModelServer(
                     _arg(args, "model_name"), _arg(args, "model_base_path"), versions=[int(version)]
                 )
                 await asyncio.to_thread(server.start)
-                self.servers[name] = (version, server)
+                self.servers[name] = (key, server)
                 await self._publish(dep, labels[m.LABEL_TRACK], server)
             await self._ready(dep)
         for name in set(self.servers) - live:

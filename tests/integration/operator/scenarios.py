@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tensorgate.api.spec import API_VERSION, KIND
+from tensorgate.api.spec import API_VERSION, KIND, parse_resource
 from tensorgate.errors import KubeAPIError
+from tensorgate.platform.kubernetes.manifests import models_config_key
 from tests.helpers import eventually
 from tests.integration.operator.conftest import KubeEnv
 
@@ -61,8 +62,9 @@ async def scenario_create_becomes_ready(kube: KubeEnv, timeout_s: float = 30) ->
     assert "--model_name=mnist" in container["args"]
     owner = dep["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == (KIND, "mnist", True)
-    for svc in ("mnist", "mnist-stable", "mnist-canary"):
-        assert await kube.client.get(kube.path("v1", "Service", svc)) is not None, svc
+    assert await kube.client.get(kube.path("v1", "Service", "mnist")) is not None
+    for svc in ("mnist-stable", "mnist-canary"):  # the replicas router needs no track Services
+        assert await kube.client.get(kube.path("v1", "Service", svc)) is None, svc
     cm = await kube.client.get(kube.path("v1", "ConfigMap", "mnist-tfserving-monitoring"))
     assert cm is not None and "monitoring.config" in cm["data"]
 
@@ -121,7 +123,8 @@ async def scenario_version_update_changes_deployment(kube: KubeEnv, timeout_s: f
         lambda: kube.client.get(canary_path), timeout_s=timeout_s, what="canary Deployment"
     )
     args = canary["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--model_config_file=/etc/tensorgate/models-v2.config" in args
+    served = parse_resource(manifest(model__version="2")).model
+    assert f"--model_config_file=/etc/tensorgate/{models_config_key(served)}" in args
     assert canary["spec"]["template"]["metadata"]["labels"]["tensorgate.dev/version"] == "2"
     svc = await kube.client.get(kube.path("v1", "Service", "mnist"))
     assert svc is not None and svc["spec"]["selector"]["tensorgate.dev/track"] == "stable"

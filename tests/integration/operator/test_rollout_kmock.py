@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tensorgate.metrics.fake import FakeMetricsProvider
 from tests.helpers import eventually
 from tests.integration.conftest import CANDIDATE, GOOD, ModelRepo
+from tests.integration.operator import correctness_scenarios as cs
 from tests.integration.operator import rollout_scenarios as rs
 from tests.integration.operator.conftest import KubeEnv, OperatorStarter
 from tests.integration.operator.kmock_player import playing
@@ -82,3 +84,29 @@ async def test_rollout_gateway_api_router_weights_the_httproute(
     assert route is not None
     assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gw"}]
     assert route["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+
+
+# --- correct rollouts: revisions, commands, deadlines, concurrent writers ------------------
+
+
+async def test_kmock_every_phase_reaches_status_and_ledger(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo, tmp_path: Path
+) -> None:
+    async with playing(kube):
+        await cs.scenario_every_phase_reaches_status(
+            kube, start_operator, model_repo, f"sqlite:///{tmp_path / 'ledger.db'}"
+        )
+
+
+async def test_kmock_commands_act_from_paused(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
+) -> None:
+    async with playing(kube):
+        await cs.scenario_commands_from_paused(kube, start_operator, model_repo, within_s=10)
+
+
+async def test_kmock_stuck_smoke_ends_at_its_deadline(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
+) -> None:
+    async with playing(kube):
+        await cs.scenario_stuck_smoke_ends_at_deadline(kube, start_operator, model_repo)

@@ -466,6 +466,16 @@ def test_chart_ledger_dsn_comes_from_a_secret_and_prometheus_url_from_values(
     )
 
 
+def test_chart_ledger_spools_to_an_empty_dir_passed_to_run(helm: Any) -> None:
+    objects = render(helm, "ledger-secret-and-prometheus")
+    op = container(objects)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mount = {"name": "ledger-spool", "mountPath": "/var/lib/tensorgate/ledger-spool"}
+    assert mount in op["volumeMounts"]
+    assert {"name": "ledger-spool", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
+    assert "--ledger-spool-dir=/var/lib/tensorgate/ledger-spool" in op["args"]
+
+
 NON_TERMINAL = {
     Phase.PENDING,
     Phase.DEPLOYING,

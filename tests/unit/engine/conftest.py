@@ -8,6 +8,8 @@ from typing import Any
 from tensorgate.api.reasons import Phase
 from tensorgate.api.spec import ModelDeploymentSpec, parse_spec
 from tensorgate.api.status import CheckResult, GateStatus, ModelDeploymentStatus, StableModel
+from tensorgate.engine.effects import CommandRequest
+from tensorgate.engine.revision import rollout_revision
 from tensorgate.engine.rollout import Observations, TrackObservation
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -55,7 +57,7 @@ def make_status(
 
 
 def ready(version: str, n: int = 4) -> TrackObservation:
-    return TrackObservation(exists=True, version=version, desired=n, ready=n, updated=n)
+    return TrackObservation(exists=True, version=version, desired=n, ready=n, updated=n, pods=n)
 
 
 def make_obs(
@@ -64,16 +66,32 @@ def make_obs(
     after_s: float = 0,
     stable: TrackObservation | None = None,
     canary: TrackObservation | None = None,
-    command: str | None = None,
+    command: str | CommandRequest | None = None,
     generation: int = 2,
 ) -> Observations:
+    spec = spec or make_spec()
+    if isinstance(command, str):
+        command = CommandRequest(id=f"id-{command}", name=command)
     return Observations(
-        spec=spec or make_spec(),
+        spec=spec,
         generation=generation,
         now=T0 + timedelta(seconds=after_s),
+        revision=rollout_revision(spec),
         stable=stable or ready("1"),
         canary=canary or TrackObservation(),
         command=command,
+    )
+
+
+def track(version: str, desired: int = 1, ready_pods: int = 0) -> TrackObservation:
+    """A track of ``desired`` pods, ``ready_pods`` of them Ready."""
+    return TrackObservation(
+        exists=True,
+        version=version,
+        desired=desired,
+        ready=ready_pods,
+        updated=desired,
+        pods=desired,
     )
 
 

@@ -20,7 +20,6 @@ from tensorgate.engine.rollout import (
     RunComparison,
     RunSmoke,
     TrackObservation,
-    canary_replicas,
     decide,
     record_check_results,
 )
@@ -31,6 +30,7 @@ from tests.unit.engine.conftest import (
     make_status,
     passed,
     ready,
+    track,
 )
 
 
@@ -61,7 +61,7 @@ CASES = [
     Case(
         "first-deploy-waits-for-pods",
         make_status(Phase.DEPLOYING, stable=None),
-        make_obs(make_spec("1"), stable=TrackObservation(True, "1", 4, 2, 4)),
+        make_obs(make_spec("1"), stable=track("1", 4, 2)),
         Phase.DEPLOYING,
         (ApplyTrack,),
     ),
@@ -74,11 +74,18 @@ CASES = [
         Reason.AVAILABLE,
     ),
     Case(
-        "steady-state-keeps-stable",
+        "steady-state-keeps-stable-and-asks-nothing",
         make_status(),
         make_obs(make_spec("1")),
         Phase.PROMOTED,
-        (ApplyTrack, DeleteCanary, Route),
+        (ApplyTrack, Route),
+    ),
+    Case(
+        "steady-state-removes-a-leftover-canary",
+        make_status(),
+        make_obs(make_spec("1"), canary=ready("2", 1)),
+        Phase.PROMOTED,
+        (ApplyTrack, Route, DeleteCanary),
     ),
     Case(
         "new-version-starts-canary-at-zero",
@@ -92,26 +99,33 @@ CASES = [
     Case(
         "canary-not-ready-waits",
         make_status(Phase.DEPLOYING, canary="2"),
-        make_obs(after_s=30, canary=TrackObservation(True, "2", 1, 0, 1)),
+        make_obs(after_s=30, canary=track("2", 1, 0)),
         Phase.DEPLOYING,
-        (ApplyTrack,),
+        (ApplyTrack, ApplyTrack, Route),
     ),
     Case(
         "canary-readiness-timeout-rolls-back",
         make_status(Phase.DEPLOYING, canary="2"),
-        make_obs(after_s=601, canary=TrackObservation(True, "2", 1, 0, 1)),
+        make_obs(after_s=601, canary=track("2", 1, 0)),
         Phase.ROLLED_BACK,
         (ApplyTrack, Route, DeleteCanary),
         Reason.READINESS_TIMEOUT,
         0,
     ),
     Case(
-        "canary-ready-runs-smoke",
+        "canary-ready-enters-smoke-testing",
         make_status(Phase.DEPLOYING, canary="2"),
         make_obs(canary=ready("2", 1)),
         Phase.SMOKE_TESTING,
-        (ApplyTrack, ApplyTrack, RunSmoke),
+        (ApplyTrack, ApplyTrack, Route),
         Reason.SMOKE_TESTING,
+    ),
+    Case(
+        "smoke-testing-runs-smoke",
+        make_status(Phase.SMOKE_TESTING, canary="2"),
+        make_obs(canary=ready("2", 1)),
+        Phase.SMOKE_TESTING,
+        (ApplyTrack, ApplyTrack, RunSmoke),
     ),
     Case(
         "smoke-failure-rolls-back",
@@ -132,12 +146,44 @@ CASES = [
         0,
     ),
     Case(
-        "smoke-pass-runs-golden-set",
+        "smoke-pass-enters-evaluating",
         make_status(Phase.SMOKE_TESTING, canary="2", gate=gate(smoke_passed=True)),
         make_obs(canary=ready("2", 1)),
         Phase.EVALUATING,
-        (ApplyTrack, ApplyTrack, RunComparison),
+        (ApplyTrack, ApplyTrack),
         Reason.SMOKE_TEST_PASSED,
+    ),
+    Case(
+        "evaluating-runs-golden-set",
+        make_status(Phase.EVALUATING, canary="2", gate=gate(smoke_passed=True)),
+        make_obs(canary=ready("2", 1)),
+        Phase.EVALUATING,
+        (ApplyTrack, ApplyTrack, RunComparison),
+    ),
+    Case(
+        "stuck-smoke-ends-at-progress-deadline",
+        make_status(Phase.SMOKE_TESTING, canary="2"),
+        make_obs(after_s=601, canary=ready("2", 1)),
+        Phase.ROLLED_BACK,
+        (ApplyTrack, Route, DeleteCanary),
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
+        0,
+    ),
+    Case(
+        "edge-errors-at-limit-roll-back",
+        make_status(Phase.EVALUATING, canary="2", gate=gate(smoke_passed=True), edge_errors=5),
+        make_obs(after_s=10, canary=ready("2", 1)),
+        Phase.ROLLED_BACK,
+        (ApplyTrack, Route, DeleteCanary),
+        Reason.EDGE_ERROR_LIMIT,
+        0,
+    ),
+    Case(
+        "edge-errors-below-limit-retry",
+        make_status(Phase.EVALUATING, canary="2", gate=gate(smoke_passed=True), edge_errors=4),
+        make_obs(after_s=10, canary=ready("2", 1)),
+        Phase.EVALUATING,
+        (ApplyTrack, ApplyTrack, RunComparison),
     ),
     Case(
         "accuracy-below-margin-rolls-back",
@@ -158,7 +204,8 @@ CASES = [
         0,
     ),
     Case(
-        "accuracy-pass-starts-first-step",
+        # 4 replicas: 10% is one canary pod of four, so users get 25% and status says so.
+        "accuracy-pass-starts-first-step-at-true-weight",
         make_status(
             Phase.EVALUATING,
             canary="2",
@@ -168,16 +215,16 @@ CASES = [
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route, BeginAnalysis),
         Reason.ACCURACY_GATE_PASSED,
-        10,
+        25,
     ),
     Case(
         "step-waits-for-interval",
-        make_status(Phase.PROGRESSING, canary="2", step=0),
+        make_status(Phase.PROGRESSING, canary="2", step=0, canary_weight=25),
         make_obs(after_s=30, canary=ready("2", 1)),
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route),
         None,
-        10,
+        25,
     ),
     Case(
         "interval-elapsed-runs-analysis",
@@ -186,7 +233,7 @@ CASES = [
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route, RunAnalysis),
         None,
-        10,
+        25,
     ),
     Case(
         "checks-pass-advance-step",
@@ -202,7 +249,7 @@ CASES = [
         make_status(
             Phase.PROGRESSING, canary="2", step=1, checks=[failed()], checks_step=1, failed_checks=0
         ),
-        make_obs(after_s=61, canary=ready("2", 2)),
+        make_obs(after_s=61, canary=ready("2", 2), stable=ready("1", 2)),
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route, BeginAnalysis),
         Reason.METRIC_CHECK_FAILED,
@@ -213,7 +260,7 @@ CASES = [
         make_status(
             Phase.PROGRESSING, canary="2", step=1, checks=[failed()], checks_step=1, failed_checks=1
         ),
-        make_obs(after_s=61, canary=ready("2", 2)),
+        make_obs(after_s=61, canary=ready("2", 2), stable=ready("1", 2)),
         Phase.ROLLED_BACK,
         (ApplyTrack, Route, DeleteCanary),
         Reason.METRIC_CHECK_FAILED,
@@ -222,16 +269,16 @@ CASES = [
     Case(
         "last-step-passes-promotes",
         make_status(Phase.PROGRESSING, canary="2", step=2, checks=[passed()], checks_step=2),
-        make_obs(after_s=61, canary=ready("2", 4)),
+        make_obs(after_s=61, canary=ready("2", 4), stable=TrackObservation(exists=True)),
         Phase.PROMOTING,
-        (ApplyTrack, Route),
+        (),
         Reason.STEP_ADVANCED,
         100,
     ),
     Case(
-        "promoting-waits-for-stable-rollout",
+        "promoting-first-moves-every-pod-to-the-canary",
         make_status(Phase.PROMOTING, canary="2"),
-        make_obs(canary=ready("2", 4), stable=ready("1")),
+        make_obs(canary=ready("2", 2), stable=ready("1", 2)),
         Phase.PROMOTING,
         (ApplyTrack, ApplyTrack, Route),
     ),
@@ -245,18 +292,18 @@ CASES = [
         0,
     ),
     Case(
-        "rolled-back-stays-until-new-version",
+        "rolled-back-stays-until-new-revision",
         make_status(Phase.ROLLED_BACK, canary="2"),
         make_obs(),
         Phase.ROLLED_BACK,
-        (ApplyTrack, Route, DeleteCanary),
+        (ApplyTrack, Route),
     ),
     Case(
         "new-version-supersedes-rollout",
         make_status(Phase.PROGRESSING, canary="2", step=1),
         make_obs(make_spec("3"), canary=ready("2", 2)),
         Phase.DEPLOYING,
-        (ApplyTrack, Route, DeleteCanary, ApplyTrack, ApplyTrack, Route),
+        (ApplyTrack, Route, DeleteCanary, ApplyTrack, Route),
         Reason.SUPERSEDED,
         0,
     ),
@@ -279,28 +326,66 @@ CASES = [
         0,
     ),
     Case(
+        "abort-command-from-paused-rolls-back",
+        make_status(Phase.PAUSED, canary="2"),
+        make_obs(command=Command.ABORT, canary=ready("2", 1)),
+        Phase.ROLLED_BACK,
+        (ApplyTrack, Route, DeleteCanary),
+        Reason.ABORTED,
+        0,
+    ),
+    Case(
         "promote-command-skips-steps",
         make_status(Phase.PROGRESSING, canary="2", step=0),
         make_obs(command=Command.PROMOTE, canary=ready("2", 1)),
         Phase.PROMOTING,
-        (ApplyTrack, Route),
+        (),
         Reason.STEP_ADVANCED,
-        100,
+    ),
+    Case(
+        "promote-command-from-paused-promotes",
+        make_status(Phase.PAUSED, canary="2"),
+        make_obs(command=Command.PROMOTE, canary=ready("2", 1)),
+        Phase.PROMOTING,
+        (),
+        Reason.STEP_ADVANCED,
+    ),
+    Case(
+        "promote-command-before-the-gate-is-ignored",
+        make_status(Phase.SMOKE_TESTING, canary="2"),
+        make_obs(command=Command.PROMOTE, canary=ready("2", 1)),
+        Phase.SMOKE_TESTING,
+        (),
+        Reason.COMMAND_IGNORED,
+    ),
+    Case(
+        "unknown-command-is-ignored",
+        make_status(Phase.PROGRESSING, canary="2", step=0),
+        make_obs(command="promot", canary=ready("2", 1)),
+        Phase.PROGRESSING,
+        (),
+        Reason.COMMAND_IGNORED,
+    ),
+    Case(
+        "retry-command-after-rollback-starts-again",
+        make_status(Phase.ROLLED_BACK, canary="2"),
+        make_obs(command=Command.RETRY),
+        Phase.DEPLOYING,
+        (ApplyTrack, ApplyTrack, Route),
+        Reason.RETRYING,
+        0,
     ),
     Case(
         "no-automatic-rollback-pauses",
         make_status(Phase.SMOKE_TESTING, canary="2", gate=gate(smoke_passed=False)),
-        make_obs(make_spec(), canary=ready("2", 1)).__class__(
-            spec=make_spec().model_copy(
+        make_obs(
+            make_spec().model_copy(
                 update={"rollback": make_spec().rollback.model_copy(update={"automatic": False})}
             ),
-            generation=2,
-            now=make_obs().now,
-            stable=ready("1"),
             canary=ready("2", 1),
         ),
         Phase.PAUSED,
-        (ApplyTrack, Route),
+        (ApplyTrack, ApplyTrack, Route),
         Reason.SMOKE_TEST_FAILED,
         0,
     ),
@@ -369,14 +454,6 @@ def test_analysis_results_are_judged_for_their_step_only() -> None:
     status = record_check_results(make_status(Phase.PROGRESSING, canary="2", step=1), 0, [failed()])
     d = decide(status, make_obs(after_s=61, canary=ready("2", 2)))
     assert any(isinstance(e, RunAnalysis) and e.step == 1 for e in d.effects)
-
-
-@pytest.mark.parametrize(
-    ("total", "weight", "expected"),
-    [(4, 10, 1), (4, 50, 2), (4, 100, 4), (10, 25, 3), (1, 10, 1), (3, 34, 2)],
-)
-def test_canary_replicas_realise_weight(total: int, weight: int, expected: int) -> None:
-    assert canary_replicas(total, weight) == expected
 
 
 def test_every_reason_used_by_engine_or_edges() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tensorgate.errors import LedgerError
-from tensorgate.ledger.base import Ledger
+from tensorgate.ledger.base import Ledger, LedgerUnavailable
 from tensorgate.ledger.fake import FakeLedger
-from tensorgate.ledger.sql import normalise_dsn, open_ledger
+from tensorgate.ledger.sql import normalise_dsn, open_ledger, open_sql_ledger
 from tests.unit.ledger.scenario import NAME, NAMESPACE, full_story, spec
 
 
@@ -85,7 +85,24 @@ async def test_open_ledger_unknown_scheme_is_ledger_error() -> None:
         await open_ledger("mysql://u@h/db")
 
 
-async def test_open_ledger_unreachable_postgres_is_ledger_error() -> None:
-    # Port 9 on loopback: nothing listens; connect fails fast, retried a bounded number of times.
-    with pytest.raises(LedgerError, match="attempt"):
-        await open_ledger("postgresql+psycopg://u@127.0.0.1:9/db", timeout_s=2, retries=1)
+UNREACHABLE = "postgresql+psycopg://u@127.0.0.1:9/db"  # port 9 on loopback: nothing listens
+
+
+async def test_open_sql_ledger_unreachable_postgres_is_ledger_unavailable() -> None:
+    # Connect fails fast, retried a bounded number of times.
+    with pytest.raises(LedgerUnavailable, match="attempt"):
+        await open_sql_ledger(UNREACHABLE, timeout_s=2, retries=1)
+
+
+async def test_the_operator_ledger_starts_while_postgres_is_unreachable() -> None:
+    """Before the outbox the operator could not start during a ledger outage; now it starts,
+    keeps the transition, and its reads say the ledger is unavailable."""
+    ledger = await open_ledger(UNREACHABLE, timeout_s=2, retries=0, retry_s=3600)
+    try:
+        old, new, sp = full_story()[0]
+        await ledger.record_transition(NAMESPACE, NAME, old, new, sp)
+        assert ledger.pending == 1
+        with pytest.raises(LedgerUnavailable):
+            await ledger.history(NAMESPACE, NAME)
+    finally:
+        await ledger.close()

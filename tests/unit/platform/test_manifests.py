@@ -70,11 +70,20 @@ def test_tf_serving_args_ports_probe_and_pinned_version() -> None:
     assert "--model_base_path=gs://bucket/models/mnist" in args
     assert "--rest_api_port=8501" in args and "--port=8500" in args
     assert "--monitoring_config_file=/etc/tensorgate/monitoring.config" in args
-    assert "--model_config_file=/etc/tensorgate/models-v2.config" in args
+    served = ModelRef(name="mnist", version="2", uri="gs://bucket/models/mnist")
+    assert f"--model_config_file=/etc/tensorgate/{m.models_config_key(served)}" in args
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/mnist/versions/2"
-    cm = m.serving_config_map(doc, [ModelRef(name="mnist", version="2", uri="gs://b/m")])
+    cm = m.serving_config_map(doc, [served])
     assert "/monitoring/prometheus/metrics" in cm["data"]["monitoring.config"]
-    assert "versions: 2" in cm["data"]["models-v2.config"]
+    assert "versions: 2" in cm["data"][m.models_config_key(served)]
+
+
+def test_model_config_key_follows_what_is_loaded_not_the_version_string() -> None:
+    """Same version, another URI: another config key, so a stable pod's file never changes."""
+    a = ModelRef(name="mnist", version="2", uri="gs://bucket/models/mnist")
+    b = ModelRef(name="mnist", version="2", uri="gs://bucket/models/mnist-broken")
+    assert m.models_config_key(a) != m.models_config_key(b)
+    assert m.models_config_key(a) == m.models_config_key(a.model_copy())
 
 
 @pytest.mark.parametrize(

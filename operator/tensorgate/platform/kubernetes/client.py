@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -208,6 +208,22 @@ class KubeClient:
                 for k, v in wanted.items()
             )
         ]
+
+    async def watch(
+        self, path: str, *, field_selector: str | None = None, timeout_s: float = 300.0
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of a collection (``{"type", "object"}``), for at most
+        ``timeout_s``; the server ends the stream at its own timeout too."""
+        params = {"watch": "true", "timeoutSeconds": str(int(timeout_s))}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        timeout = httpx.Timeout(timeout_s + 10, connect=10)
+        async with self._http.stream("GET", path, params=params, timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                raise KubeAPIError(f"WATCH {path}: {resp.status_code}", resp.status_code)
+            async for line in resp.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
 
     async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self.request(

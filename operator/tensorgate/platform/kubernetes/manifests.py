@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from tensorgate.api.spec import API_VERSION, KIND, ModelDeploymentSpec, ModelRef, parse_resource
+from tensorgate.engine.revision import model_key, rollout_revision
 
 Track = Literal["stable", "canary"]
 TRACKS: tuple[Track, ...] = ("stable", "canary")
@@ -24,6 +25,7 @@ SERVING_NAME = "tfserving"
 LABEL_MODEL = "tensorgate.dev/model"
 LABEL_TRACK = "tensorgate.dev/track"
 LABEL_VERSION = "tensorgate.dev/version"
+ANNOTATION_REVISION = "tensorgate.dev/revision"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RUN_AS_USER = 1000
 
@@ -131,7 +133,7 @@ def serving_container(spec: ModelDeploymentSpec, model: ModelRef) -> dict[str, A
             # exactly its version, so it reads a model config that pins it (when a config file
             # is given TF Serving takes name and path from it; the two flags above stay for
             # people and tools reading the pod).
-            f"--model_config_file={MONITORING_DIR}/{models_config_key(model.version)}",
+            f"--model_config_file={MONITORING_DIR}/{models_config_key(model)}",
         ],
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -181,10 +183,13 @@ def deployment(
     *,
     model: ModelRef | None = None,
     replicas: int | None = None,
+    revision: str | None = None,
 ) -> dict[str, Any]:
-    """The Deployment of one track. ``model`` defaults to the spec's (the candidate)."""
+    """The Deployment of one track. ``model`` defaults to the spec's (the candidate), and
+    ``revision`` to the spec's rollout revision (kept as the pod template's annotation)."""
     name = body["metadata"]["name"]
     model = model or spec.model
+    revision = revision or rollout_revision(spec)
     _, volumes, _ = _model_path(model)
     labels = {**common_labels(name), LABEL_TRACK: track, LABEL_VERSION: model.version}
     pod_spec: dict[str, Any] = {
@@ -214,21 +219,24 @@ def deployment(
         pod_spec["runtimeClassName"] = spec.serving.runtime_class_name
     if spec.serving.service_account_name:
         pod_spec["serviceAccountName"] = spec.serving.service_account_name
+    meta = _meta(body, deployment_name(name, track), labels)
+    meta["annotations"] = {ANNOTATION_REVISION: revision}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(body, deployment_name(name, track), labels),
+        "metadata": meta,
         "spec": {
             "replicas": spec.serving.replicas if replicas is None else replicas,
             "selector": {"matchLabels": selector_labels(name, track)},
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                "rollingUpdate": {"maxSurge": spec.serving.max_surge, "maxUnavailable": 0},
             },
             "template": {
                 "metadata": {
                     "labels": dict(labels),
                     "annotations": {
+                        ANNOTATION_REVISION: revision,
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(REST_PORT),
                         "prometheus.io/path": METRICS_PATH,
@@ -265,8 +273,20 @@ def service(body: Mapping[str, Any], track: Track | None = None) -> dict[str, An
     }
 
 
-def models_config_key(version: str) -> str:
-    return f"models-v{version}.config"
+def services(body: Mapping[str, Any], spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    """The Services the chosen router needs: the user-facing one always; the per-track ones
+    only for gateway-api (its HTTPRoute's backends). The gate finds a track's pods without a
+    Service of its own (its EndpointSlices when there is one, else the Ready pods)."""
+    found = [service(body)]
+    if str(spec.traffic.router) == "gateway-api":
+        found += [service(body, "stable"), service(body, "canary")]
+    return found
+
+
+def models_config_key(model: ModelRef) -> str:
+    """The ConfigMap key of ``model``'s pinned config: keyed by what it loads (name, version,
+    uri), so the file a running pod reads never changes under it."""
+    return f"models-{model_key(model)}.config"
 
 
 def models_config(model: ModelRef) -> str:
@@ -320,7 +340,7 @@ def serving_config_map(body: Mapping[str, Any], models: list[ModelRef]) -> dict[
     """Monitoring config plus one pinned model config per version in use (stable, canary)."""
     name = body["metadata"]["name"]
     data = {MONITORING_FILE: MONITORING_CONFIG}
-    data.update({models_config_key(m.version): models_config(m) for m in models})
+    data.update({models_config_key(m): models_config(m) for m in models})
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -335,9 +355,7 @@ def stable_objects(
     """What a model needs when no rollout is in flight: config, services, stable track."""
     return [
         serving_config_map(body, [stable or spec.model]),
-        service(body),
-        service(body, "stable"),
-        service(body, "canary"),
+        *services(body, spec),
         deployment(body, spec, "stable", model=stable),
     ]
 

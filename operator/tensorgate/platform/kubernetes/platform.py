@@ -25,6 +25,13 @@ def _track(track: str) -> m.Track:
     return track  # type: ignore[return-value]
 
 
+def _revision_of(deployment: dict[str, Any]) -> str | None:
+    template = (deployment.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    revision = annotations.get(m.ANNOTATION_REVISION)
+    return str(revision) if revision else None
+
+
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
@@ -45,13 +52,32 @@ class KubernetesPlatform:
             await self._kube.patch(path, {"data": missing})
 
     async def apply_track(
-        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        track: str,
+        model: ModelRef,
+        replicas: int,
+        *,
+        revision: str | None = None,
     ) -> None:
+        """Scale a track already at ``revision``; otherwise render it (config, Services, the
+        Deployment). A track at its revision is never re-rendered from a later spec, so what a
+        stable pod runs cannot change under it."""
+        name = m.deployment_name(body["metadata"]["name"], _track(track))
+        path = f"{collection_path('apps/v1', 'Deployment', _ns(body))}/{name}"
+        live = await self._kube.get(path)
+        if live is not None and revision is not None and _revision_of(live) == revision:
+            if int((live.get("spec") or {}).get("replicas", 1)) != replicas:
+                await self._kube.patch(path, {"spec": {"replicas": replicas}})
+            return
         await self._ensure_config(body, model)
-        for svc in (m.service(body), m.service(body, "stable"), m.service(body, "canary")):
+        for svc in m.services(body, spec):
             await self._apply_service(svc)
         await self._kube.apply(
-            m.deployment(body, spec, _track(track), model=model, replicas=replicas)
+            m.deployment(
+                body, spec, _track(track), model=model, replicas=replicas, revision=revision
+            )
         )
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
@@ -75,9 +101,11 @@ class KubernetesPlatform:
         obs = TrackObservation(
             exists=True,
             version=labels.get(m.LABEL_VERSION),
+            revision=_revision_of(dep),
             desired=int(spec.get("replicas", 1)),
             ready=int(status.get("readyReplicas") or 0) if fresh else 0,
             updated=int(status.get("updatedReplicas") or 0) if fresh else 0,
+            pods=int(status.get("replicas") or 0) + int(status.get("terminatingReplicas") or 0),
         )
         if obs.is_ready:
             return obs

@@ -72,14 +72,28 @@ class LocalPlatform:
     python: str = sys.executable
     tracks: dict[tuple[str, str], LocalTrack] = field(default_factory=dict)
     final_metrics: dict[str, str] = field(default_factory=dict)
+    # What each track was asked for: (model, replicas, revision). One process serves a track
+    # with any replicas > 0; zero replicas stops it (the track stays, as a Deployment would).
+    wanted: dict[tuple[str, str], tuple[ModelRef, int, str | None]] = field(default_factory=dict)
 
     def _key(self, body: Body, track: str) -> tuple[str, str]:
         return (str(body["metadata"]["name"]), track)
 
     async def apply_track(
-        self, body: Body, spec: ModelDeploymentSpec, track: str, model: ModelRef, replicas: int
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        track: str,
+        model: ModelRef,
+        replicas: int,
+        *,
+        revision: str | None = None,
     ) -> None:
         key = self._key(body, track)
+        self.wanted[key] = (model, replicas, revision)
+        if replicas == 0:
+            await self._stop(key)
+            return
         current = self.tracks.get(key)
         if current is not None and current.model == model and current.process.poll() is None:
             return
@@ -114,6 +128,7 @@ class LocalPlatform:
         logger.info("started %s track %s v%s on %s:%d", key[0], track, model.version, HOST, rest)
 
     async def delete_track(self, body: Body, track: str) -> None:
+        self.wanted.pop(self._key(body, track), None)
         await self._stop(self._key(body, track))
 
     async def _stop(self, key: tuple[str, str]) -> None:
@@ -133,20 +148,33 @@ class LocalPlatform:
                 await asyncio.to_thread(track.process.wait, STOP_TIMEOUT_S)
 
     async def observe(self, body: Body, track: str) -> TrackObservation:
-        t = self.tracks.get(self._key(body, track))
-        if t is None:
+        key = self._key(body, track)
+        wanted = self.wanted.get(key)
+        if wanted is None:
             return TrackObservation()
+        model, replicas, revision = wanted
+        t = self.tracks.get(key)
+        if t is None:  # scaled to zero
+            return TrackObservation(exists=True, version=model.version, revision=revision)
         if t.process.poll() is not None:
             tail = t.log.read_text(errors="replace")[-300:]
             return TrackObservation(
                 exists=True,
                 version=t.model.version,
-                desired=1,
+                revision=revision,
+                desired=replicas,
+                pods=replicas,
                 unschedulable=f"server exited: {tail.strip()}",
             )
-        ready = await self._available(t)
+        ready = replicas if await self._available(t) else 0
         return TrackObservation(
-            exists=True, version=t.model.version, desired=1, ready=int(ready), updated=1
+            exists=True,
+            version=t.model.version,
+            revision=revision,
+            desired=replicas,
+            ready=ready,
+            updated=replicas,
+            pods=replicas,
         )
 
     async def _available(self, t: LocalTrack) -> bool:
