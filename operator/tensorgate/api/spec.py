@@ -30,7 +30,7 @@ URI_SCHEMES = ("gs://", "s3://", "pvc://", "/")
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
-MAX_ACCURACY_DROP_LIMIT = 0.4
+MAX_ACCURACY_DROP_LIMIT = 0.3
 """Largest ``analysis.maxAccuracyDrop``: where the gate's exact size is proven (engine.stats)."""
 MAX_CONFIDENCE = 0.999
 """Largest ``analysis.confidence`` (idem)."""
@@ -392,14 +392,14 @@ class AnalysisSpec(_Model):
         ge=0,
         le=MAX_ACCURACY_DROP_LIMIT,
         description="Largest accepted accuracy loss vs stable (non-inferiority margin), in "
-        "[0, 0.4]. The candidate is promoted only when the one-sided upper confidence bound of "
-        "stable accuracy - candidate accuracy is at most this. Above 0.4 the exact "
+        "[0, 0.3]. The candidate is promoted only when the one-sided upper confidence bound of "
+        "stable accuracy - candidate accuracy is at most this. Above 0.3 the exact "
         "false-promotion guarantee is not proven (and such a margin is no gate).",
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "self >= 0.0 && self <= 0.4",
-                    "must be in [0, 0.4]: the exact false-promotion guarantee holds there",
+                    "self >= 0.0 && self <= 0.3",
+                    "must be in [0, 0.3]: the exact false-promotion guarantee holds there",
                 )
             ]
         },
