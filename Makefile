@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean
+.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean protos bench
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv with every Python dependency (pinned by constraints.txt)
 
-system-deps: ## Debian packages the integration tests use (prometheus, postgresql)
+system-deps: ## Debian packages the integration tests use (prometheus, postgresql, chromium)
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -37,6 +38,12 @@ demo: venv ## train a good and a silently broken model, serve both, run the gate
 crds: venv ## regenerate crds/ and the chart's copy from the Python types
 	$(PY) -m tensorgate.cli crd > crds/modeldeployments.tensorgate.dev.yaml
 	mkdir -p charts/tensorgate/crds && cp crds/modeldeployments.tensorgate.dev.yaml charts/tensorgate/crds/
+
+protos: venv ## recompile operator/tensorgate/serving/protos/*.proto into the committed modules
+	PYTHONPATH=operator $(PY) -m tensorgate.serving.protos.generate
+
+bench: venv ## run every benchmark in benchmarks/ (results in benchmarks/results/)
+	@for b in benchmarks/*.py; do echo "== $$b"; PYTHONPATH=operator $(PY) $$b || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests benchmarks

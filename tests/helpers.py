@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from socketserver import BaseServer
 from typing import TypeVar
 
 import pytest
 
 T = TypeVar("T")
+S = TypeVar("S", bound=BaseServer)
+
+
+@contextlib.contextmanager
+def serving(server: S) -> Iterator[S]:
+    """Run a (loopback) ``socketserver`` server in a daemon thread; shut it down after."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def require(condition: bool, what: str, fix: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ import yaml
 
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
+from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 
 app = typer.Typer(
     name="tensorgate",
@@ -63,6 +64,93 @@ FileOpt = Annotated[
 ]
 
 
+PromCaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-ca-file", help="PEM CA bundle that signs Prometheus's TLS certificate."
+    ),
+]
+PromCertOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-cert-file", help="PEM client certificate for Prometheus (mTLS)."),
+]
+PromKeyOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-key-file", help="PEM private key of --prometheus-cert-file."),
+]
+PromUserOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-username", help="Basic-auth user for Prometheus."),
+]
+PromPasswordOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus-password-file", help="File holding the basic-auth password (re-read)."
+    ),
+]
+PromTokenOpt = Annotated[
+    str | None,
+    typer.Option("--prometheus-bearer-token-file", help="File holding a bearer token (re-read)."),
+]
+PromHeaderOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--prometheus-header", help="Extra request header K=V (repeatable; not for secrets)."
+    ),
+]
+
+
+GoldenMaxBytesOpt = Annotated[
+    int, typer.Option(min=1, help="Largest gs:// or s3:// golden set fetched, in bytes.")
+]
+GoldenTimeoutOpt = Annotated[
+    float, typer.Option(min=0.1, help="Timeout of each golden-set request, seconds.")
+]
+GoldenS3EndpointOpt = Annotated[
+    str | None, typer.Option(help="S3-compatible endpoint for s3:// golden sets.")
+]
+GoldenS3RegionOpt = Annotated[str | None, typer.Option(help="Region of s3:// buckets.")]
+GoldenGCSEndpointOpt = Annotated[
+    str | None, typer.Option(help="GCS-compatible endpoint for gs:// golden sets.")
+]
+GoldenAnonymousOpt = Annotated[
+    bool, typer.Option(help="Unsigned golden-set requests when no Secret is referenced.")
+]
+
+
+def prometheus_options(params: Mapping[str, Any]) -> PrometheusOptions:
+    """The ``--prometheus-*`` flags of a command (its ``ctx.params``) as one options object;
+    a malformed header exits 2."""
+    headers: list[tuple[str, str]] = []
+    for item in params["prometheus_header"]:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            typer.echo(f"--prometheus-header: got {item!r}; expected NAME=VALUE", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        headers.append((key.strip(), value))
+    return PrometheusOptions(
+        ca_file=params["prometheus_ca_file"],
+        cert_file=params["prometheus_cert_file"],
+        key_file=params["prometheus_key_file"],
+        username=params["prometheus_username"],
+        password_file=params["prometheus_password_file"],
+        bearer_token_file=params["prometheus_bearer_token_file"],
+        headers=tuple(headers),
+    )
+
+
+def golden_source_options(params: Mapping[str, Any]) -> GoldenSourceOptions:
+    """The ``--golden-*`` flags of a command (its ``ctx.params``)."""
+    return GoldenSourceOptions(
+        max_bytes=params["golden_max_bytes"],
+        timeout_s=params["golden_timeout"],
+        s3_endpoint_url=params["golden_s3_endpoint"],
+        s3_region=params["golden_s3_region"],
+        gcs_endpoint_url=params["golden_gcs_endpoint"],
+        anonymous=params["golden_anonymous"],
+    )
+
+
 @app.command()
 def validate(filename: FileOpt) -> None:
     """Check ModelDeployment manifests; print field errors and exit 2 when invalid (and warn
@@ -96,6 +184,7 @@ def render(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     namespace: Annotated[
         list[str], typer.Option("-n", "--namespace", help="Namespace to watch (repeatable).")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
@@ -112,6 +201,19 @@ def run(
     prometheus_url: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_PROMETHEUS_URL", help="Prometheus URL.")
     ] = None,
+    prometheus_ca_file: PromCaOpt = None,
+    prometheus_cert_file: PromCertOpt = None,
+    prometheus_key_file: PromKeyOpt = None,
+    prometheus_username: PromUserOpt = None,
+    prometheus_password_file: PromPasswordOpt = None,
+    prometheus_bearer_token_file: PromTokenOpt = None,
+    prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
+    golden_max_bytes: GoldenMaxBytesOpt = GoldenSourceOptions.max_bytes,
+    golden_timeout: GoldenTimeoutOpt = GoldenSourceOptions.timeout_s,
+    golden_s3_endpoint: GoldenS3EndpointOpt = None,
+    golden_s3_region: GoldenS3RegionOpt = None,
+    golden_gcs_endpoint: GoldenGCSEndpointOpt = None,
+    golden_anonymous: GoldenAnonymousOpt = False,
     ledger_dsn: Annotated[
         str | None, typer.Option(envvar="TENSORGATE_LEDGER_DSN", help="SQLAlchemy URL.")
     ] = None,
@@ -135,6 +237,8 @@ def run(
     from tensorgate.runner import configure_logging, run_operator
     from tensorgate.settings import Settings
 
+    prometheus = prometheus_options(ctx.params)
+    golden_sources = golden_source_options(ctx.params)
     settings = Settings(
         namespaces=tuple(namespace),
         peering=peering,
@@ -142,23 +246,48 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         prometheus_url=prometheus_url,
+        prometheus=prometheus,
+        golden_sources=golden_sources,
         ledger_dsn=ledger_dsn,
         ledger_spool_dir=ledger_spool_dir,
         reconcile_interval_s=interval,
         log_format=log_format,
         log_level=log_level,
     )
+    if prometheus_url:
+        from tensorgate.metrics.prometheus import check_options, split_credentials
+
+        try:
+            has_credentials = split_credentials(prometheus_url)[1] is not None
+            check_options(prometheus, url_has_credentials=has_credentials)
+        except ConfigError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
     configure_logging(settings)
     asyncio.run(run_operator(settings))
 
 
 @app.command()
 def rollout(
+    ctx: typer.Context,
     filename: FileOpt,
     local: Annotated[bool, typer.Option("--local", help="Run on local processes.")] = False,
     prometheus: Annotated[
         str | None, typer.Option("--prometheus", help="Prometheus URL for prometheus checks.")
     ] = None,
+    prometheus_ca_file: PromCaOpt = None,
+    prometheus_cert_file: PromCertOpt = None,
+    prometheus_key_file: PromKeyOpt = None,
+    prometheus_username: PromUserOpt = None,
+    prometheus_password_file: PromPasswordOpt = None,
+    prometheus_bearer_token_file: PromTokenOpt = None,
+    prometheus_header: PromHeaderOpt = [],  # noqa: B006 - typer reads the default
+    golden_max_bytes: GoldenMaxBytesOpt = GoldenSourceOptions.max_bytes,
+    golden_timeout: GoldenTimeoutOpt = GoldenSourceOptions.timeout_s,
+    golden_s3_endpoint: GoldenS3EndpointOpt = None,
+    golden_s3_region: GoldenS3RegionOpt = None,
+    golden_gcs_endpoint: GoldenGCSEndpointOpt = None,
+    golden_anonymous: GoldenAnonymousOpt = False,
     rate: Annotated[float, typer.Option(help="User requests per second replayed.")] = 20.0,
     deadline: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -178,6 +307,7 @@ def rollout(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     docs = _load_valid(filename)
+    options = prometheus_options(ctx.params)
     err = Console(stderr=True)
 
     def show(e: TimelineEntry) -> None:
@@ -193,7 +323,13 @@ def rollout(
     try:
         result = asyncio.run(
             run_local_rollout(
-                docs, prometheus_url=prometheus, rate_per_s=rate, deadline_s=deadline, on_entry=show
+                docs,
+                prometheus_url=prometheus,
+                prometheus_options=options,
+                golden_sources=golden_source_options(ctx.params),
+                rate_per_s=rate,
+                deadline_s=deadline,
+                on_entry=show,
             )
         )
     except SpecError as exc:

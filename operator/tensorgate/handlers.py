@@ -95,9 +95,19 @@ class OperatorMemo:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch turning ``old`` status into ``new`` (removed keys become null)."""
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning ``old`` into ``new``. A merge patch merges nested
+    objects, so a key removed at any depth must be sent as null: otherwise a previous
+    rollout's ``gate.smokePassed`` would survive into the next rollout's gate."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = status_patch(before, value)
+        else:
+            patch[key] = value
     patch.update({k: None for k in old if k not in new})
     return patch
 

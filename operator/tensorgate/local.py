@@ -30,14 +30,16 @@ from tensorgate.errors import ConfigError, TensorGateError
 from tensorgate.gate.golden import load_golden
 from tensorgate.metrics.factory import make_providers
 from tensorgate.platform.base import TrafficRouter
+from tensorgate.platform.golden_sources import GoldenSources
 from tensorgate.platform.local.platform import LocalPlatform, LocalRouter
 from tensorgate.reconcile import Reconciler
 from tensorgate.serving.base import ClientOptions, ModelClient
+from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 
 logger = logging.getLogger(__name__)
 
 TERMINAL = {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED}
-USER_ENTRYPOINT = "GRPC"
+USER_ENTRYPOINT = "REST"  # user traffic is REST; the gate talks gRPC
 
 
 class WallClock:
@@ -115,17 +117,18 @@ class TrafficSource:
         self._clients: dict[str, tuple[str, ModelClient]] = {}
 
     async def _client(self, track: str) -> ModelClient | None:
-        from tensorgate.serving.grpc import GrpcModelClient
+        from tensorgate.serving.rest import RestModelClient
 
-        target = self._platform.grpc_target(self._name, track)
-        if target is None:
+        served = self._platform.tracks.get((self._name, track))
+        if served is None:
             return None
+        target = f"http://{served.rest}"
         cached = self._clients.get(track)
         if cached is not None and cached[0] == target:
             return cached[1]
         if cached is not None:
             await cached[1].aclose()
-        client = GrpcModelClient(
+        client = RestModelClient(
             target,
             self._spec.model.name,
             signature_name=self._spec.contract.signature,
@@ -165,7 +168,8 @@ def _body(doc: dict[str, Any], generation: int, status: dict[str, Any]) -> dict[
 
 
 def user_requests_served(metrics_text: str | None, model_name: str) -> int | None:
-    """Successful gRPC predict requests a server answered (user traffic; the gate uses REST)."""
+    """Successful REST predicts a server answered (user traffic; the gate uses gRPC, and
+    REST status/metadata GETs carry ``API=""``)."""
     if metrics_text is None:
         return None
     from prometheus_client.parser import text_string_to_metric_families
@@ -177,6 +181,7 @@ def user_requests_served(metrics_text: str | None, model_name: str) -> int | Non
                 s.name == ":tensorflow:serving:request_latency_count"
                 and s.labels.get("model_name") == model_name
                 and s.labels.get("entrypoint") == USER_ENTRYPOINT
+                and s.labels.get("API") == "predict"
             ):
                 total += s.value
     return int(total)
@@ -186,6 +191,8 @@ async def run_local_rollout(
     docs: list[dict[str, Any]],
     *,
     prometheus_url: str | None = None,
+    prometheus_options: PrometheusOptions | None = None,
+    golden_sources: GoldenSourceOptions | None = None,
     rate_per_s: float = 20.0,
     max_requests: int = 20_000,
     deadline_s: float = 600.0,
@@ -200,10 +207,12 @@ async def run_local_rollout(
         raise ConfigError(f"metadata.name: all manifests must name one model (got {sorted(names)})")
     name = names.pop()
     workdir = Path(tempfile.mkdtemp(prefix="tensorgate-local-"))
-    platform = LocalPlatform(workdir)
+    platform = LocalPlatform(workdir, golden_sources=GoldenSources(golden_sources))
     router = LocalRouter()
     routers: dict[str, TrafficRouter] = {"replicas": router, "gateway-api": router}
-    providers = make_providers(prometheus_url=prometheus_url, timeout_s=5.0, retries=2)
+    providers = make_providers(
+        prometheus_url=prometheus_url, timeout_s=5.0, retries=2, prometheus=prometheus_options
+    )
     reconciler = Reconciler(platform, routers, PlatformChecker(platform, providers), WallClock())
     started = time.monotonic()
     timeline: list[TimelineEntry] = []

@@ -33,6 +33,7 @@ from tensorgate.engine.rollout import (
     RunComparison,
     RunSmoke,
     decide,
+    kstatus_conditions,
     record_check_results,
 )
 from tensorgate.errors import ConfigError, EdgeError, SpecError
@@ -98,6 +99,8 @@ def invalid_spec_status(
     changes = (
         ConditionChange(ConditionType.READY, False, Reason.INVALID_SPEC, message, generation),
         ConditionChange(ConditionType.PROGRESSING, False, Reason.INVALID_SPEC, message, generation),
+        ConditionChange(ConditionType.RECONCILING, False, Reason.INVALID_SPEC, message, generation),
+        ConditionChange(ConditionType.STALLED, True, Reason.INVALID_SPEC, message, generation),
     )
     phase = status.phase if status.stable_model is not None else Phase.FAILED
     return status.model_copy(
@@ -162,10 +165,12 @@ class Reconciler:
         self, body: Body, spec: ModelDeploymentSpec, d: Decision
     ) -> ModelDeploymentStatus:
         """Run the effects in order; the outcome of a check lands in the returned status."""
+        changes = (
+            *d.conditions,
+            *kstatus_conditions(d.status, d.status.revision, d.status.observed_generation or 0),
+        )
         status = d.status.model_copy(
-            update={
-                "conditions": merge_conditions(d.status.conditions, d.conditions, self._clock.now())
-            }
+            update={"conditions": merge_conditions(d.status.conditions, changes, self._clock.now())}
         )
         for effect in d.effects:
             status = await self._run(body, spec, status, effect)

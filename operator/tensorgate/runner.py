@@ -12,6 +12,7 @@ from tensorgate.checks import PlatformChecker
 from tensorgate.handlers import OperatorMemo, SystemClock, register
 from tensorgate.metrics.factory import make_providers
 from tensorgate.platform.base import TrafficRouter
+from tensorgate.platform.golden_sources import GoldenSources
 from tensorgate.platform.kubernetes.client import KubeClient
 from tensorgate.platform.kubernetes.platform import (
     GatewayRouter,
@@ -26,7 +27,7 @@ def build_reconciler(
     client: KubeClient, settings: Settings, checker: Checker | None = None
 ) -> Reconciler:
     """Wire the Kubernetes edges into a Reconciler."""
-    platform = KubernetesPlatform(client)
+    platform = KubernetesPlatform(client, GoldenSources(settings.golden_sources))
     routers: dict[str, TrafficRouter] = {
         "replicas": ReplicaRouter(client),
         "gateway-api": GatewayRouter(client),
@@ -36,6 +37,7 @@ def build_reconciler(
             prometheus_url=settings.prometheus_url,
             timeout_s=settings.request_timeout_s,
             retries=settings.retries,
+            prometheus=settings.prometheus,
         )
         checker = PlatformChecker(platform, providers)
     return Reconciler(platform, routers, checker, SystemClock())

@@ -112,6 +112,12 @@ Peering rules are added by the callers (their scope depends on watchNamespaces).
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list"]
+{{- if .Values.rbac.goldenSetSecrets }}
+# Secrets named by spec.goldenSet.credentialsSecret: keys for s3:// and gs:// golden sets.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
 # kopf posts Events (core/v1; POST only, never updated).
 - apiGroups: [""]
   resources: ["events"]

@@ -22,6 +22,9 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    # Flux's kstatus conventions: working on it / needs a human to go on.
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class Reason(StrEnum):
@@ -50,3 +53,6 @@ class Reason(StrEnum):
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     COMMAND_IGNORED = "CommandIgnored"
     RETRYING = "Retrying"
+    ROLLOUT_IN_FLIGHT = "RolloutInFlight"
+    IDLE = "Idle"
+    NEEDS_A_HUMAN = "NeedsAHuman"

@@ -27,9 +27,16 @@ PLURAL = "modeldeployments"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 URI_SCHEMES = ("gs://", "s3://", "pvc://", "/")
+GOLDEN_URI_SCHEMES = ("gs://", "s3://", "/")
+GOLDEN_URI_MESSAGE = (
+    "must start with s3://, gs:// or / (a path in the operator pod); the operator cannot "
+    "read pvc:// claims: copy the .npz to object storage or use configMapRef"
+)
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
+DEFAULT_S3_FETCH_IMAGE = "amazon/aws-cli:2.17.0"
 MAX_ACCURACY_DROP_LIMIT = 0.3
 """Largest ``analysis.maxAccuracyDrop``: where the gate's exact size is proven (engine.stats)."""
 MAX_CONFIDENCE = 0.999
@@ -201,11 +208,37 @@ class ServingSpec(_Model):
     )
     credentials_secret: str | None = Field(
         default=None,
-        description="Secret whose keys become environment variables of the serving container "
-        "(e.g. AWS_ACCESS_KEY_ID for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://).",
+        description="Secret with the model store's credentials. For gs:// it must hold the "
+        "service-account key file under gcsKeyFileKey; it is mounted read-only and "
+        "GOOGLE_APPLICATION_CREDENTIALS points at it. For s3:// its keys (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, optional AWS_REGION / AWS_ENDPOINT_URL) become the environment "
+        "of the init container that fetches the model.",
+    )
+    gcs_key_file_key: str = Field(
+        default="key.json",
+        min_length=1,
+        description="Key of credentialsSecret that holds the GCS service-account JSON key.",
     )
     service_account_name: str | None = Field(
-        default=None, description="ServiceAccount of the serving pods (workload identity)."
+        default=None,
+        description="ServiceAccount of the serving pods: Workload Identity for gs:// (no key "
+        "file) or IRSA for s3://; the alternative to credentialsSecret.",
+    )
+    gate_protocol: Literal["grpc", "rest"] = Field(
+        default="grpc",
+        description="How the operator's gate talks to the serving pods: gRPC on port 8500 "
+        "(default; float16 and uint16 tensors work) or REST on 8501.",
+    )
+    startup_timeout: Duration = Field(
+        default="30m",
+        description="How long a serving pod may take to load its model before liveness "
+        "applies (the startupProbe's budget; TF Serving opens no port until loaded).",
+    )
+    s3_fetch_image: str = Field(
+        default=DEFAULT_S3_FETCH_IMAGE,
+        min_length=1,
+        description="Pinned image of the init container that copies an s3:// model version "
+        "into an emptyDir (TF Serving 2.7+ has no S3 filesystem); needs the aws CLI.",
     )
 
 
@@ -253,10 +286,32 @@ class GoldenSetSpec(_Model):
     )
     uri: str | None = Field(
         default=None,
-        description="Location of the labelled .npz (gs://, s3://, pvc://claim/path or a path).",
+        description="Location of the labelled .npz, read by the operator itself: "
+        "s3://bucket/key or gs://bucket/key (credentials from credentialsSecret, else the "
+        "operator's workload identity), or an absolute path inside the operator pod. "
+        "pvc:// is refused: a claim in the model's namespace cannot be mounted into the "
+        "operator's pod; copy the set to object storage or a ConfigMap (configMapRef).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    " || ".join(f"self.startsWith('{s}')" for s in GOLDEN_URI_SCHEMES),
+                    GOLDEN_URI_MESSAGE,
+                )
+            ]
+        },
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
         default=None, description="A ConfigMap key holding the .npz (small sets)."
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret in the resource's namespace the operator reads to fetch uri: "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional AWS_SESSION_TOKEN) for s3://, "
+        "service-account.json (a service-account key) for gs://. Unset: the operator's own "
+        "credentials (workload identity, IRSA, instance role). The operator needs RBAC get "
+        "on Secrets (chart: rbac.goldenSetSecrets=true).",
     )
     features: str | None = Field(
         default=None,
@@ -283,6 +338,13 @@ class GoldenSetSpec(_Model):
         "models score them; their prediction agreement gets an exact lower confidence bound "
         "(see analysis.minAgreement).",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _golden_uri_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(GOLDEN_URI_SCHEMES):
+            raise ValueError(GOLDEN_URI_MESSAGE)
+        return uri
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:

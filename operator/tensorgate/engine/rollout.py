@@ -365,16 +365,17 @@ def _steady(
     effects: tuple[Effect, ...] = (apply, Route(0))
     if obs.canary.exists:
         effects = (*effects, DeleteCanary())
-    if status.phase not in {Phase.PROMOTED, Phase.ROLLED_BACK}:
+    if status.phase != Phase.PROMOTED:
+        # No rollout, or the spec went back to the stable revision after a rollback (a revert
+        # in Git): the object is what its spec says.
         status = _enter(status, Phase.PROMOTED, obs.now)
     if obs.stable.is_ready and obs.stable.desired == spec.serving.replicas:
         message = f"version {stable.version} serving on {obs.stable.ready} pod(s)"
         conds: tuple[ConditionChange, ...] = (
             _ready(Reason.AVAILABLE, message, gen, ok=True),
             _progressing(Reason.AVAILABLE, message, gen, on=False),
+            _degraded(Reason.AVAILABLE, message, gen, on=False),
         )
-        if status.phase == Phase.PROMOTED:
-            conds = (*conds, _degraded(Reason.AVAILABLE, message, gen, on=False))
         return Decision(status.model_copy(update={"message": message}), effects, None, conds)
     message = f"stable version {stable.version}: {obs.stable.ready}/{spec.serving.replicas} ready"
     if obs.stable.unschedulable:
@@ -651,10 +652,16 @@ def _progressing_step(
     step = min(status.current_step or 0, len(steps) - 1)
     step_weight = steps[step]
     effects: tuple[Effect, ...] = _step_tracks(status, obs, stable, stable_rev, step_weight)
+    want = split(spec.serving.replicas, step_weight)
+    settled = obs.canary.ready >= want.canary and obs.stable.desired <= want.stable
+    if str(spec.traffic.router) == "replicas" and (obs.canary.ready or obs.stable.ready):
+        # What users get right now: the canary's share of Ready pods (moving to the step's).
+        status = status.model_copy(update={"canary_weight": _share(obs)})
     interval_s = parse_duration_s(spec.analysis.interval)
     waited = _age_s(status.step_started_at, now)
-    if waited < interval_s:
-        return Decision(status, effects, None, (), max(0.5, interval_s - waited))
+    if waited < interval_s:  # pods still moving are looked at again soon
+        wait_s = max(0.5, interval_s - waited)
+        return Decision(status, effects, None, (), wait_s if settled else min(POLL_S, wait_s))
     if spec.paused:
         return Decision(
             status.model_copy(update={"message": f"paused at {status.canary_weight}%"}),
@@ -662,6 +669,15 @@ def _progressing_step(
             None,
             (_progressing(Reason.PAUSED, f"paused at {status.canary_weight}%", gen, on=True),),
             None,
+        )
+    if not settled:  # a step is judged at its weight, not on the way to it
+        limited = _limits(status, obs)
+        moving = (
+            f"canary at {status.canary_weight}% on the way to {_weight(obs, step_weight)}%: "
+            f"{obs.canary.ready}/{want.canary} canary pod(s) ready"
+        )
+        return limited or Decision(
+            status.model_copy(update={"message": moving}), effects, None, (), POLL_S
         )
     limited = _limits(status, obs)
     if limited is not None:
@@ -941,6 +957,36 @@ PHASE_STEPS: dict[Phase, StepFn] = {
     Phase.PROMOTING: _promoting,
     Phase.PAUSED: _paused,
 }
+
+
+def kstatus_conditions(
+    status: ModelDeploymentStatus, revision: str | None, gen: int
+) -> tuple[ConditionChange, ...]:
+    """Flux's kstatus conditions from the phase: ``Reconciling`` while a rollout is moving,
+    ``Stalled`` when only a person (or a new spec) can move it: Paused, Failed, or RolledBack
+    while the spec still names the rejected revision."""
+    phase = status.phase
+    moving = phase in IN_FLIGHT and phase != Phase.PAUSED
+    rejected = phase == Phase.ROLLED_BACK and revision is not None
+    rejected = rejected and status.canary_revision == revision
+    stalled = phase in {Phase.PAUSED, Phase.FAILED} or rejected
+    message = status.message or str(phase or "")
+    return (
+        ConditionChange(
+            ConditionType.RECONCILING,
+            moving,
+            Reason.ROLLOUT_IN_FLIGHT if moving else Reason.IDLE,
+            message,
+            gen,
+        ),
+        ConditionChange(
+            ConditionType.STALLED,
+            stalled,
+            Reason.NEEDS_A_HUMAN if stalled else Reason.IDLE,
+            message,
+            gen,
+        ),
+    )
 
 
 def record_check_results(

@@ -35,6 +35,7 @@ from tensorgate.api.spec import (
 )
 from tensorgate.errors import ConfigError, ServingError, SpecError
 from tensorgate.gate.golden import load_golden
+from tensorgate.gate.html_report import write_html
 from tensorgate.gate.report import Decision, GateReport
 from tensorgate.gate.runner import GateConfig, Progress, pre_run_warnings, run_gate
 from tensorgate.serving.base import ClientOptions, ModelClient
@@ -280,7 +281,9 @@ def with_clients(
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 from tensorgate.serving.local import LocalModelServer
 
-                servers[role] = stack.enter_context(LocalModelServer(model_name, ep.location))
+                servers[role] = stack.enter_context(
+                    LocalModelServer(model_name, ep.location, require_version_folders=False)
+                )
 
         async def run() -> T:
             clients = {
@@ -311,6 +314,7 @@ def _gate(
     timeout_s: float,
     batch_size: int,
     concurrency: int,
+    report_path: Path | None = None,
 ) -> int:
     contract, smoke, analysis, golden_spec = load_contract(contract_path)
     analysis = analysis or AnalysisSpec()
@@ -341,6 +345,8 @@ def _gate(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render_report(report, Console())
+    if report_path is not None:
+        write_html(report, report_path)
     return EXIT_PROMOTE if report.decision == Decision.PROMOTE else EXIT_ROLLBACK
 
 
@@ -370,6 +376,10 @@ def gate(
     timeout_s: Annotated[float, typer.Option(help="Per-request timeout in seconds")] = 30.0,
     batch_size: Annotated[int, typer.Option(help="Samples per predict request")] = 256,
     concurrency: Annotated[int, typer.Option(help="Requests in flight per model")] = 4,
+    report_path: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a self-contained HTML report to this file"),
+    ] = None,
 ) -> None:
     """Smoke-test a candidate and compare it with the stable model: exit 0 promote, 1 rollback,
     2 bad input."""
@@ -387,6 +397,7 @@ def gate(
             timeout_s,
             batch_size,
             concurrency,
+            report_path,
         )
     except SpecError as exc:
         raise _fail("\n".join(exc.errors)) from exc

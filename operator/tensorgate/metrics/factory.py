@@ -5,6 +5,7 @@ from __future__ import annotations
 from tensorgate.api.spec import MetricProvider
 from tensorgate.errors import ConfigError
 from tensorgate.metrics.base import MetricsProvider
+from tensorgate.settings import PrometheusOptions
 
 
 def make_provider(
@@ -13,6 +14,7 @@ def make_provider(
     prometheus_url: str | None = None,
     timeout_s: float = 10.0,
     retries: int = 3,
+    prometheus: PrometheusOptions | None = None,
 ) -> MetricsProvider:
     """The provider called ``kind`` (``prometheus`` or ``scrape``)."""
     try:
@@ -28,14 +30,20 @@ def make_provider(
             )
         from tensorgate.metrics.prometheus import PrometheusProvider
 
-        return PrometheusProvider(prometheus_url, timeout_s=timeout_s, retries=retries)
+        return PrometheusProvider(
+            prometheus_url, timeout_s=timeout_s, retries=retries, options=prometheus
+        )
     from tensorgate.metrics.scrape import ScrapeProvider
 
     return ScrapeProvider(timeout_s=timeout_s, retries=retries)
 
 
 def make_providers(
-    *, prometheus_url: str | None, timeout_s: float = 10.0, retries: int = 3
+    *,
+    prometheus_url: str | None,
+    timeout_s: float = 10.0,
+    retries: int = 3,
+    prometheus: PrometheusOptions | None = None,
 ) -> dict[str, MetricsProvider]:
     """Every provider that can run with these settings (prometheus only with a URL)."""
     providers: dict[str, MetricsProvider] = {
@@ -49,5 +57,6 @@ def make_providers(
             prometheus_url=prometheus_url,
             timeout_s=timeout_s,
             retries=retries,
+            prometheus=prometheus,
         )
     return providers

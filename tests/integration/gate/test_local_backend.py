@@ -84,8 +84,10 @@ async def test_local_metrics_use_tf_serving_names(
         )
     text = answer.text
     assert ':tensorflow:serving:request_count{model_name="fraud",status="OK"}' in text
-    for entrypoint in ("REST", "GRPC"):
-        labels = f'model_name="fraud",API="Predict",entrypoint="{entrypoint}"'
+    # REST predicts carry API="predict", gRPC API="Predict" (tensorflow/serving
+    # model_servers/http_server.cc, prediction_service_impl.cc)
+    for api, entrypoint in (("predict", "REST"), ("Predict", "GRPC")):
+        labels = f'model_name="fraud",API="{api}",entrypoint="{entrypoint}"'
         assert f':tensorflow:serving:request_latency_bucket{{{labels},le="+Inf"}}' in text
         assert f":tensorflow:serving:request_latency_count{{{labels}}}" in text
         assert f":tensorflow:serving:request_latency_sum{{{labels}}}" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -119,9 +121,16 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_prometheus(targets: dict[str, dict[str, str]]) -> Iterator[str]:
+def running_prometheus(
+    targets: dict[str, dict[str, str]],
+    *,
+    web_config: dict[str, Any] | None = None,
+    ready_verify: ssl.SSLContext | bool = True,
+    ready_auth: tuple[str, str] | None = None,
+) -> Iterator[str]:
     """A real Prometheus on 127.0.0.1 scraping ``{address: labels}`` every second; yields
-    its URL and stops it (and deletes its data) afterwards."""
+    its URL and stops it (and deletes its data) afterwards. With ``web_config`` it is started
+    with ``--web.config.file`` (TLS, basic auth) and serves https."""
     require(
         Path(PROMETHEUS).exists(),
         "the prometheus server",
@@ -141,6 +150,10 @@ def running_prometheus(targets: dict[str, dict[str, str]]) -> Iterator[str]:
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    extra = []
+    if web_config is not None:
+        (workdir / "web.yml").write_text(yaml.safe_dump(web_config))
+        extra.append(f"--web.config.file={workdir / 'web.yml'}")
     port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(
@@ -150,11 +163,12 @@ def running_prometheus(targets: dict[str, dict[str, str]]) -> Iterator[str]:
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if web_config else 'http'}://127.0.0.1:{port}"
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -163,7 +177,10 @@ def running_prometheus(targets: dict[str, dict[str, str]]) -> Iterator[str]:
                 f"{(workdir / 'prometheus.log').read_text()[-2000:]}"
             )
         try:
-            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+            answer = httpx.get(f"{url}/-/ready", timeout=1, verify=ready_verify, auth=ready_auth)
+            if answer.status_code == 401:
+                raise AssertionError("prometheus refused the test's own credentials")
+            return answer.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -203,3 +220,65 @@ def prometheus() -> Iterator[Cluster]:
         for s in servers.values():
             s.shutdown()
             s.server_close()
+
+
+@dataclass(frozen=True)
+class SecurePrometheus:
+    """A real Prometheus that requires TLS (its own CA), a client certificate and basic auth."""
+
+    url: str
+    ca_file: Path
+    other_ca_file: Path
+    """A CA that did not sign the server's certificate."""
+    cert_file: Path
+    key_file: Path
+    username: str
+    password: str
+    password_file: Path
+
+
+SECURE_USER = "tensorgate"
+SECURE_PASSWORD = "Planted-S3cret-4-leak-checks"
+
+
+@pytest.fixture(scope="session")
+def secure_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurePrometheus]:
+    """Prometheus started with ``--web.config.file``: ``tls_server_config`` (a server
+    certificate from a CA made here, ``RequireAndVerifyClientCert``) and ``basic_auth_users``
+    (a bcrypt hash), as the exporter-toolkit web configuration documents them."""
+    from tests.integration.metrics.tls import CA, bcrypt_hash
+
+    workdir = tmp_path_factory.mktemp("secure-prom")
+    ca = CA.create(workdir, "tensorgate-test-ca")
+    other = CA.create(workdir, "unrelated-ca")
+    server_cert, server_key = ca.issue(workdir, "prometheus", server=True)
+    client_cert, client_key = ca.issue(workdir, "tensorgate-operator", server=False)
+    password_file = workdir / "password"
+    password_file.write_text(SECURE_PASSWORD + "\n")
+    web_config = {
+        "tls_server_config": {
+            "cert_file": str(server_cert),
+            "key_file": str(server_key),
+            "client_auth_type": "RequireAndVerifyClientCert",
+            "client_ca_file": str(ca.cert_file),
+        },
+        "basic_auth_users": {SECURE_USER: bcrypt_hash(SECURE_PASSWORD)},
+    }
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    context.load_cert_chain(str(client_cert), str(client_key))
+    with running_prometheus(
+        {},
+        web_config=web_config,
+        ready_verify=context,
+        ready_auth=(SECURE_USER, SECURE_PASSWORD),
+    ) as url:
+        yield SecurePrometheus(
+            url,
+            ca.cert_file,
+            other.cert_file,
+            client_cert,
+            client_key,
+            SECURE_USER,
+            SECURE_PASSWORD,
+            password_file,
+        )

@@ -110,3 +110,10 @@ async def test_kmock_stuck_smoke_ends_at_its_deadline(
 ) -> None:
     async with playing(kube):
         await cs.scenario_stuck_smoke_ends_at_deadline(kube, start_operator, model_repo)
+
+
+async def test_kmock_same_version_uri_edit_is_gated_again(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
+) -> None:
+    async with playing(kube):
+        await cs.scenario_same_version_uri_edit_is_gated_again(kube, start_operator, model_repo)

@@ -61,6 +61,22 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
         None,
     ),
     (
+        "golden-s3-with-credentials-secret",
+        with_("spec.goldenSet", {"uri": "s3://b/g.npz", "credentialsSecret": "s3-golden"}),
+        None,
+    ),
+    ("golden-gs-ambient", with_("spec.goldenSet", {"uri": "gs://b/g.npz"}), None),
+    (
+        "golden-pvc-refused-with-the-fix",
+        with_("spec.goldenSet", {"uri": "pvc://models/golden/g.npz"}),
+        "goldenSet.uri",
+    ),
+    (
+        "golden-bad-secret-name",
+        with_("spec.goldenSet", {"uri": "s3://b/g.npz", "credentialsSecret": "Bad_Name"}),
+        "goldenSet.credentialsSecret",
+    ),
+    (
         "prometheus-query",
         with_(
             "spec.analysis",

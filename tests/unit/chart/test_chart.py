@@ -68,9 +68,39 @@ CASES: dict[str, dict[str, Any]] = {
             ],
         },
     },
+    "grafana-dashboard": {
+        "grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "ML"}}}
+    },
     "ledger-secret-and-prometheus": {
         "ledger": {"dsnSecret": {"name": "tensorgate-ledger", "key": "url"}},
         "prometheus": {"url": "http://prometheus-operated.monitoring:9090"},
+    },
+    "prometheus-auth-tls-and-golden-sets": {
+        "prometheus": {
+            "url": "https://prometheus.monitoring:9090",
+            "tls": {
+                "caSecret": {"name": "prometheus-ca", "key": "ca.pem"},
+                "clientCertSecret": {"name": "tensorgate-client-tls"},
+            },
+            "basicAuth": {
+                "username": "tensorgate",
+                "passwordSecret": {"name": "prometheus-basic-auth", "key": "password"},
+            },
+            "headers": {"X-Scope-OrgID": "ml"},
+        },
+        "goldenSets": {
+            "maxBytes": 134217728,
+            "s3Endpoint": "https://minio.storage:9000",
+            "s3Region": "eu-west-1",
+        },
+        "rbac": {"goldenSetSecrets": True},
+    },
+    "prometheus-bearer-token": {
+        "prometheus": {
+            "url": "https://prometheus.monitoring:9090",
+            "bearerToken": {"secret": {"name": "prometheus-token", "key": "token"}},
+        },
+        "goldenSets": {"gcsEndpoint": "https://gcs.internal:4443", "anonymous": True},
     },
     "ha-namespaced-digest-openshift": {
         "replicaCount": 3,
@@ -413,6 +443,8 @@ def test_chart_deployment_runs_restricted_with_liveness_and_metrics(helm: Any) -
         "--interval=5",
         "--log-format=json",
         "--log-level=INFO",
+        "--golden-max-bytes=67108864",
+        "--golden-timeout=60",
     ]
     assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert {p["name"]: p["containerPort"] for p in op["ports"]} == {
@@ -464,6 +496,48 @@ def test_chart_ledger_dsn_comes_from_a_secret_and_prometheus_url_from_values(
     assert env["TENSORGATE_PROMETHEUS_URL"]["value"] == (
         "http://prometheus-operated.monitoring:9090"
     )
+
+
+def test_chart_prometheus_secrets_are_mounted_files_passed_by_path(helm: Any) -> None:
+    """Credentials reach the operator as files of Secret volumes: only paths in the args,
+    nothing secret in env; every file flag points into a mounted Secret volume."""
+    objects = render(helm, "prometheus-auth-tls-and-golden-sets")
+    dep = one(objects, "Deployment", FULLNAME)
+    pod = dep["spec"]["template"]["spec"]
+    op = container(objects)
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert secrets == {
+        "prometheus-ca": "prometheus-ca",
+        "prometheus-client-cert": "tensorgate-client-tls",
+        "prometheus-basic-auth": "prometheus-basic-auth",
+    }
+    mounts = {m["mountPath"]: m["name"] for m in op["volumeMounts"] if m["name"] in secrets}
+    assert all(m["readOnly"] for m in op["volumeMounts"] if m["name"] in secrets)
+    files = dict(a.removeprefix("--").split("=", 1) for a in op["args"] if "-file=" in a)
+    assert files == {
+        "prometheus-ca-file": "/etc/tensorgate/prometheus/ca/ca.pem",
+        "prometheus-cert-file": "/etc/tensorgate/prometheus/client/tls.crt",
+        "prometheus-key-file": "/etc/tensorgate/prometheus/client/tls.key",
+        "prometheus-password-file": "/etc/tensorgate/prometheus/basic-auth/password",
+    }
+    for path in files.values():
+        assert path.rsplit("/", 1)[0] in mounts, path
+    assert "--prometheus-username=tensorgate" in op["args"]
+    assert "--prometheus-header=X-Scope-OrgID=ml" in op["args"]
+    assert "--golden-max-bytes=134217728" in op["args"]  # an integer, not 1.34217728e+08
+    assert "--golden-s3-endpoint=https://minio.storage:9000" in op["args"]
+    assert {e["name"] for e in op["env"]} == {"POD_ID", "TENSORGATE_PROMETHEUS_URL"}
+    role = one(objects, "ClusterRole", FULLNAME)
+    assert ("", "secrets", ("get",), ()) in _rules(role)
+
+
+def test_chart_bearer_token_is_a_mounted_file(helm: Any) -> None:
+    op = container(render(helm, "prometheus-bearer-token"))
+    assert (
+        "--prometheus-bearer-token-file=/etc/tensorgate/prometheus/bearer-token/token" in op["args"]
+    )
+    assert "--golden-anonymous" in op["args"]
+    assert "--golden-gcs-endpoint=https://gcs.internal:4443" in op["args"]
 
 
 def test_chart_ledger_spools_to_an_empty_dir_passed_to_run(helm: Any) -> None:
@@ -607,6 +681,7 @@ def test_values_schema_describes_every_value_strictly() -> None:
         {"rbac": {"scope": "everything"}},
         {"watchNamespaces": ["Not_A_Namespace"]},
         {"image": {"digest": "latest"}},
+        {"prometheus": {"url": "https://user:pw@prometheus:9090"}},
     ],
     ids=[
         "unknown-top-level",
@@ -615,6 +690,7 @@ def test_values_schema_describes_every_value_strictly() -> None:
         "bad-rbac-scope",
         "bad-namespace",
         "bad-digest",
+        "prometheus-password-in-url",
     ],
 )
 def test_values_schema_rejects_unknown_or_invalid_values(helm: Any, values: dict[str, Any]) -> None:
@@ -629,8 +705,16 @@ def test_values_schema_rejects_unknown_or_invalid_values(helm: Any, values: dict
     [
         ({"replicaCount": 2}, "set peering.enabled=true"),
         ({"rbac": {"scope": "namespace"}}, "needs watchNamespaces"),
+        (
+            {"prometheus": {"basicAuth": {"username": "u"}}},
+            "prometheus.basicAuth.passwordSecret.name",
+        ),
     ],
-    ids=["replicas-without-peering", "namespace-scope-without-namespaces"],
+    ids=[
+        "replicas-without-peering",
+        "namespace-scope-without-namespaces",
+        "basic-auth-without-password-secret",
+    ],
 )
 def test_values_combinations_that_cannot_work_fail_with_the_fix(
     helm: Any, values: dict[str, Any], message: str

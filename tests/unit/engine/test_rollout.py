@@ -51,6 +51,13 @@ def gate(**kw: Any) -> GateStatus:
 
 CASES = [
     Case(
+        "step-is-judged-only-once-the-pods-have-moved",
+        make_status(Phase.PROGRESSING, canary="2", step=0),
+        make_obs(after_s=61, canary=track("2", 1, 0), stable=ready("1", 4)),
+        Phase.PROGRESSING,
+        (ApplyTrack, ApplyTrack, Route),
+    ),
+    Case(
         "first-deploy-creates-stable",
         make_status(None, stable=None),
         make_obs(make_spec("1"), stable=TrackObservation()),
@@ -229,7 +236,7 @@ CASES = [
     Case(
         "interval-elapsed-runs-analysis",
         make_status(Phase.PROGRESSING, canary="2", step=0),
-        make_obs(after_s=61, canary=ready("2", 1)),
+        make_obs(after_s=61, canary=ready("2", 1), stable=ready("1", 3)),
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route, RunAnalysis),
         None,
@@ -238,7 +245,7 @@ CASES = [
     Case(
         "checks-pass-advance-step",
         make_status(Phase.PROGRESSING, canary="2", step=0, checks=[passed()], checks_step=0),
-        make_obs(after_s=61, canary=ready("2", 1)),
+        make_obs(after_s=61, canary=ready("2", 1), stable=ready("1", 3)),
         Phase.PROGRESSING,
         (ApplyTrack, ApplyTrack, Route, BeginAnalysis),
         Reason.STEP_ADVANCED,
@@ -452,7 +459,7 @@ def test_restart_mid_rollout_resumes_from_status() -> None:
 
 def test_analysis_results_are_judged_for_their_step_only() -> None:
     status = record_check_results(make_status(Phase.PROGRESSING, canary="2", step=1), 0, [failed()])
-    d = decide(status, make_obs(after_s=61, canary=ready("2", 2)))
+    d = decide(status, make_obs(after_s=61, canary=ready("2", 2), stable=ready("1", 2)))
     assert any(isinstance(e, RunAnalysis) and e.step == 1 for e in d.effects)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
-from tensorgate.errors import ConfigError
+from tensorgate.errors import ConfigError, KubeAPIError
 from tensorgate.platform.base import Body
+from tensorgate.platform.golden_sources import GoldenSources, is_remote
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
 
@@ -35,8 +36,9 @@ def _revision_of(deployment: dict[str, Any]) -> str | None:
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def _ensure_config(self, body: Body, model: ModelRef) -> None:
         """Add the model's pinned config to the ConfigMap; keys of other versions stay."""
@@ -126,6 +128,15 @@ class KubernetesPlatform:
         return None
 
     async def endpoints(self, body: Body, track: str) -> list[str]:
+        return await self._addresses(body, track, "http", m.REST_PORT)
+
+    async def grpc_endpoints(self, body: Body, track: str) -> list[str]:
+        """``host:port`` gRPC addresses of a track's ready servers (the ``grpc`` port)."""
+        return await self._addresses(body, track, "grpc", m.GRPC_PORT)
+
+    async def _addresses(
+        self, body: Body, track: str, port_name: str, default_port: int
+    ) -> list[str]:
         service = m.track_service_name(body["metadata"]["name"], _track(track))
         slices = await self._kube.list(
             collection_path("discovery.k8s.io/v1", "EndpointSlice", _ns(body)),
@@ -134,15 +145,17 @@ class KubernetesPlatform:
         found: list[str] = []
         for es in slices:
             port = next(
-                (p.get("port") for p in es.get("ports") or [] if p.get("name") == "http"),
-                m.REST_PORT,
+                (p.get("port") for p in es.get("ports") or [] if p.get("name") == port_name),
+                default_port,
             )
             for ep in es.get("endpoints") or []:
                 if (ep.get("conditions") or {}).get("ready", True):
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
-        return sorted(set(found)) or await self._ready_pods(body, track)
+        return sorted(set(found)) or await self._ready_pods(body, track, port_name, default_port)
 
-    async def _ready_pods(self, body: Body, track: str) -> list[str]:
+    async def _ready_pods(
+        self, body: Body, track: str, port_name: str = "http", default_port: int = m.REST_PORT
+    ) -> list[str]:
         """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
         when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
         addresses, which simulated clusters such as the kwok test cluster hand out)."""
@@ -163,9 +176,9 @@ class KubernetesPlatform:
                 p.get("containerPort")
                 for c in (pod.get("spec") or {}).get("containers") or []
                 for p in c.get("ports") or []
-                if p.get("name") == "http"
+                if p.get("name") == port_name
             ]
-            found.append(f"{status['podIP']}:{ports[0] if ports else m.REST_PORT}")
+            found.append(f"{status['podIP']}:{ports[0] if ports else default_port}")
         return sorted(set(found))
 
     async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
@@ -185,10 +198,28 @@ class KubernetesPlatform:
                 )
             return base64.b64decode(data)
         uri = golden.uri or ""
+        if is_remote(uri):
+            name = golden.credentials_secret
+            if name is None:
+                return await self.golden_sources.fetch(uri)
+            where = f"spec.goldenSet.credentialsSecret: Secret {name!r}"
+            try:
+                secret = await self._kube.get(f"/api/v1/namespaces/{_ns(body)}/secrets/{name}")
+            except KubeAPIError as exc:
+                if exc.status != 403:
+                    raise
+                raise ConfigError(
+                    f"{where}: the operator may not read Secrets in {_ns(body)!r} "
+                    "(install the chart with rbac.goldenSetSecrets=true)"
+                ) from exc
+            if secret is None:
+                raise ConfigError(f"{where} not found in namespace {_ns(body)!r}")
+            data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+            return await self.golden_sources.fetch(uri, data, secret_name=name)
         if not uri.startswith("/"):
             raise ConfigError(
-                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from a ConfigMap "
-                "(configMapRef) or a path mounted into its pod; remote URIs are not fetched"
+                f"spec.goldenSet.uri {uri!r}: the operator reads golden sets from s3://, gs://, "
+                "a ConfigMap (configMapRef) or a path mounted into its pod"
             )
         try:
             return await asyncio.to_thread(Path(uri).read_bytes)
@@ -200,8 +231,9 @@ class ReplicaRouter:
     """One Service for users; weight 0 selects only stable pods, any other weight selects
     both tracks and the split follows the tracks' replica counts."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         svc = m.service(body)
@@ -219,8 +251,9 @@ class ReplicaRouter:
 class GatewayRouter:
     """An HTTPRoute with weighted backendRefs to the per-track Services (Gateway API)."""
 
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: KubeClient, golden_sources: GoldenSources | None = None) -> None:
         self._kube = client
+        self.golden_sources = golden_sources or GoldenSources()
 
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         await self._kube.apply(m.http_route(body, spec, weight))

@@ -23,6 +23,7 @@ from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, ServingError
 from tensorgate.platform.base import Body
+from tensorgate.platform.golden_sources import GoldenSources, is_remote
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class LocalPlatform:
     python: str = sys.executable
     tracks: dict[tuple[str, str], LocalTrack] = field(default_factory=dict)
     final_metrics: dict[str, str] = field(default_factory=dict)
+    golden_sources: GoldenSources = field(default_factory=GoldenSources)
     # What each track was asked for: (model, replicas, revision). One process serves a track
     # with any replicas > 0; zero replicas stops it (the track stays, as a Deployment would).
     wanted: dict[tuple[str, str], tuple[ModelRef, int, str | None]] = field(default_factory=dict)
@@ -201,6 +203,15 @@ class LocalPlatform:
             raise ConfigError("spec.goldenSet: not set")
         if golden.uri is None:
             raise ConfigError("spec.goldenSet.configMapRef: needs a cluster; use uri: /path.npz")
+        if is_remote(golden.uri):
+            if golden.credentials_secret is not None:
+                logger.warning(
+                    "spec.goldenSet.credentialsSecret %r is read in a cluster only; "
+                    "locally the ambient credentials fetch %s",
+                    golden.credentials_secret,
+                    golden.uri,
+                )
+            return await self.golden_sources.fetch(golden.uri)
         try:
             return local_path(golden.uri).read_bytes()
         except OSError as exc:
