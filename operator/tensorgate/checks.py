@@ -15,17 +15,22 @@ from collections.abc import Mapping
 
 from tensorgate.api.spec import ModelDeploymentSpec
 from tensorgate.api.status import CheckResult, GateStatus
-from tensorgate.errors import ServingError
-from tensorgate.gate.canary import compare
+from tensorgate.errors import EdgeError, ServingError
 from tensorgate.gate.golden import GoldenSet, load_golden
 from tensorgate.gate.report import Check
-from tensorgate.gate.runner import GateConfig, canary_reasons, smoke_reasons
+from tensorgate.gate.runner import (
+    GateConfig,
+    compare_with,
+    gate_status_fields,
+    smoke_reasons,
+    stable_signature_of,
+)
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.metrics.base import MetricsProvider, Target
 from tensorgate.metrics.checks import begin_window, run_checks
 from tensorgate.platform.base import Body, Platform
 from tensorgate.platform.kubernetes.manifests import GRPC_PORT, REST_API_TIMEOUT_MS
-from tensorgate.serving.base import ClientOptions, ModelClient
+from tensorgate.serving.base import ClientOptions, ModelClient, Signature
 from tensorgate.serving.grpc import GrpcModelClient
 from tensorgate.serving.rest import RestModelClient
 
@@ -94,10 +99,24 @@ class PlatformChecker:
         if spec.golden_set is None:
             return None
         data = await self._platform.read_golden(body, spec)
-        return load_golden(data, spec.contract, spec.golden_set)
+        return load_golden(data, spec.contract, spec.golden_set, slices=spec.analysis.slices)
+
+    async def _stable_signature(self, body: Body, spec: ModelDeploymentSpec) -> Signature | None:
+        version = str((body.get("status") or {}).get("stableVersion") or "")
+        if not version.isdigit():
+            return None  # the first rollout: nothing to diff against
+        try:
+            stable = await self._client(body, spec, "stable", version)
+        except EdgeError:
+            return None  # no stable endpoint to ask: the diff is left out
+        try:
+            return await stable_signature_of(stable, spec.contract.signature)
+        finally:
+            await stable.aclose()
 
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
         config = GateConfig.from_spec(spec)
+        stable_signature = await self._stable_signature(body, spec)
         client = await self._client(body, spec, track, spec.model.version)
         try:
             golden = await self._golden(body, spec)
@@ -107,6 +126,7 @@ class PlatformChecker:
                 config.smoke,
                 golden,
                 parity_tolerance=config.parity_tolerance,
+                stable_signature=stable_signature,
             )
         finally:
             await client.aclose()
@@ -116,6 +136,7 @@ class PlatformChecker:
             smoke_passed=report.passed,
             smoke=[_check(c) for c in report.checks],
             reasons=smoke_reasons(report),
+            contract_diff=report.contract_diff.lines() if report.contract_diff else [],
         )
 
     async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
@@ -127,33 +148,11 @@ class PlatformChecker:
         stable = await self._client(body, spec, "stable", stable_version)
         candidate = await self._client(body, spec, "canary", spec.model.version)
         try:
-            output = config.output_name
-            report = await compare(
-                stable,
-                candidate,
-                golden,
-                prediction_output=output,
-                output_spec=config.contract.outputs[output],
-                max_accuracy_drop=config.max_accuracy_drop,
-                confidence=config.confidence,
-            )
+            report = await compare_with(stable, candidate, golden, config)
         finally:
             await stable.aclose()
             await candidate.aclose()
-        return gate.model_copy(
-            update={
-                "compared": True,
-                "decision": "promote" if report.passed else "rollback",
-                "stable_accuracy": report.stable_accuracy,
-                "canary_accuracy": report.candidate_accuracy,
-                "delta": report.drop,
-                "upper_bound": report.upper_bound,
-                "p_value": report.p_value,
-                "samples": report.samples,
-                "agreement": report.agreement,
-                "reasons": canary_reasons(report),
-            }
-        )
+        return gate.model_copy(update=gate_status_fields(report))
 
     async def _targets(self, body: Body, spec: ModelDeploymentSpec) -> tuple[Target, Target]:
         canary = Target.of(body, spec, "canary", await self._platform.endpoints(body, "canary"))

@@ -153,8 +153,13 @@ def golden_source_options(params: Mapping[str, Any]) -> GoldenSourceOptions:
 
 @app.command()
 def validate(filename: FileOpt) -> None:
-    """Check ModelDeployment manifests; print field errors and exit 2 when invalid."""
-    _load_valid(filename)
+    """Check ModelDeployment manifests; print field errors and exit 2 when invalid (and warn
+    when a local golden set is too small to ever promote)."""
+    from tensorgate.gate.plan_command import manifest_warnings
+
+    for doc in _load_valid(filename):
+        for warning in manifest_warnings(parse_resource(doc)):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -363,7 +368,11 @@ def _register_optional_commands() -> None:
     that is missing is an error (a silent skip once hid ``history`` and ``revert``)."""
     import importlib
 
-    for module in ("tensorgate.gate.commands", "tensorgate.ledger.commands"):
+    for module in (
+        "tensorgate.gate.commands",
+        "tensorgate.gate.plan_command",
+        "tensorgate.ledger.commands",
+    ):
         importlib.import_module(module).register(app)
 
 

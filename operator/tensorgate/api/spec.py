@@ -49,6 +49,10 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
 DEFAULT_S3_FETCH_IMAGE = "amazon/aws-cli:2.17.0"
+MAX_ACCURACY_DROP_LIMIT = 0.3
+"""Largest ``analysis.maxAccuracyDrop``: where the gate's exact size is proven (engine.stats)."""
+MAX_CONFIDENCE = 0.999
+"""Largest ``analysis.confidence`` (idem)."""
 
 DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """A Service name: a DNS label that starts with a letter."""
@@ -490,6 +494,14 @@ class GoldenSetSpec(_Model):
         ge=0,
         description="Largest allowed |served - expected_<output>| for training/serving parity.",
     )
+    unlabeled: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Prefix of a second set of arrays in the same .npz: recent production "
+        "inputs without labels, one array <prefix><input name> per contract input. Both "
+        "models score them; their prediction agreement gets an exact lower confidence bound "
+        "(see analysis.minAgreement).",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -619,14 +631,71 @@ class AnalysisSpec(_Model):
     max_accuracy_drop: Float = Field(
         default=0.02,
         ge=0,
-        le=1,
-        description="Largest accepted accuracy loss vs stable (non-inferiority margin).",
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss vs stable (non-inferiority margin), in "
+        "[0, 0.3]. The candidate is promoted only when the one-sided upper confidence bound of "
+        "stable accuracy - candidate accuracy is at most this. Above 0.3 the exact "
+        "false-promotion guarantee is not proven (and such a margin is no gate).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.0 && self <= 0.3",
+                    "must be in [0, 0.3]: the exact false-promotion guarantee holds there",
+                )
+            ]
+        },
     )
     confidence: Float = Field(
         default=0.95,
         ge=0.5,
-        lt=1,
-        description="Confidence of the one-sided upper bound on the accuracy drop.",
+        le=MAX_CONFIDENCE,
+        description="One-sided confidence of the upper bound on the accuracy drop, in "
+        "[0.5, 0.999]: 0.95 means at most 5% of candidates truly worse by maxAccuracyDrop are "
+        "promoted (exactly, not asymptotically; see tensorgate plan for the samples it needs).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.5 && self <= 0.999",
+                    "must be in [0.5, 0.999]: it is one-sided, 0.95 = 5% false promotions",
+                )
+            ]
+        },
+    )
+    min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Optional absolute floor: the candidate's golden-set accuracy must be at "
+        "least this, whatever the stable model scores.",
+    )
+    slices: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Golden-set array of slice ids (class, country, device...): every slice "
+        "with minSliceSupport samples is tested for a drop above maxSliceAccuracyDrop, with "
+        "Holm's correction across slices (an equal candidate is flagged at most "
+        "1 - confidence of the time).",
+    )
+    max_slice_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss within a slice; default: maxAccuracyDrop.",
+    )
+    min_slice_support: int = Field(
+        default=30, ge=1, description="Slices with fewer golden samples are reported, not tested."
+    )
+    decide_on_slices: bool = Field(
+        default=False,
+        description="Roll back when a slice test flags a slice; false: report it as a warning.",
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back unless the one-sided lower confidence bound (exact, at "
+        "confidence) of the two models' prediction agreement on goldenSet.unlabeled is at "
+        "least this.",
     )
     steps: list[Step] = Field(
         default_factory=lambda: [10, 25, 50, 100],

@@ -56,6 +56,8 @@ class GoldenSet:
     inputs: Mapping[str, np.ndarray]
     labels: np.ndarray | None
     expected: Mapping[str, np.ndarray]
+    slices: np.ndarray | None = None  # (n,) slice ids as strings (analysis.slices)
+    unlabeled: Mapping[str, np.ndarray] | None = None  # production inputs (goldenSet.unlabeled)
 
     @property
     def size(self) -> int:
@@ -188,6 +190,7 @@ def load_golden(
     spec: GoldenSetSpec | None = None,
     *,
     require_labels: bool = True,
+    slices: str | None = None,
 ) -> GoldenSet:
     """Validate a golden set against the contract and cast inputs to the declared dtypes."""
     arrays = dict(source) if isinstance(source, Mapping) else read_npz(source)
@@ -257,9 +260,35 @@ def load_golden(
                 f"shape {list(value.shape)}; expected one numeric row per sample"
             )
 
+    unlabeled: dict[str, np.ndarray] | None = None
+    if spec is not None and spec.unlabeled is not None:
+        unlabeled = {}
+        for name, tensor in contract.inputs.items():
+            key = spec.unlabeled + name
+            found = np.asarray(arrays[key]) if key in arrays else None
+            if found is None or not _fits(found.shape, tensor.shape) or found.shape[0] == 0:
+                raise ConfigError(
+                    f"golden set: goldenSet.unlabeled needs a non-empty array {key!r} shaped "
+                    f"like contract input {name!r} {tensor.shape} (arrays: {available})"
+                )
+            unlabeled[name] = found.astype(_numpy_dtype(tensor), casting="same_kind")
+        if len({v.shape[0] for v in unlabeled.values()}) != 1:
+            raise ConfigError("golden set: the goldenSet.unlabeled arrays disagree on the count")
+
+    slice_ids: np.ndarray | None = None
+    if slices is not None:
+        if slices not in arrays or np.asarray(arrays[slices]).ndim != 1:
+            raise ConfigError(
+                f"golden set: analysis.slices names {slices!r}, which is not a 1-D array "
+                f"(arrays: {available})"
+            )
+        slice_ids = np.asarray(arrays[slices]).astype(str)
+
     sizes = {f"input {k}": v.shape[0] for k, v in inputs.items()}
     if labels is not None:
         sizes["labels"] = labels.shape[0]
+    if slice_ids is not None:
+        sizes[f"slices {slices}"] = slice_ids.shape[0]
     sizes.update({f"{EXPECTED_PREFIX}{k}": v.shape[0] for k, v in expected.items()})
     if len(set(sizes.values())) != 1:
         raise ConfigError(f"golden set: arrays disagree on the sample count: {sizes}")
@@ -276,4 +305,7 @@ def load_golden(
         inputs = {k: v[:limit] for k, v in inputs.items()}
         labels = labels[:limit] if labels is not None else None
         expected = {k: v[:limit] for k, v in expected.items()}
-    return GoldenSet(inputs=inputs, labels=labels, expected=expected)
+        slice_ids = slice_ids[:limit] if slice_ids is not None else None
+    return GoldenSet(
+        inputs=inputs, labels=labels, expected=expected, slices=slice_ids, unlabeled=unlabeled
+    )
