@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from tensorgate.api.crd import Yaml11SafeDumper
 from tensorgate.api.manifest_io import load_manifests
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
@@ -181,7 +182,7 @@ def render(
             items = {"apiVersion": "v1", "kind": "List", "items": objects}
             text = json.dumps(items, indent=2, allow_nan=False) + "\n"
         else:
-            text = yaml.safe_dump_all(objects, sort_keys=False)
+            text = yaml.dump_all(objects, Dumper=Yaml11SafeDumper, sort_keys=False)
     except (TypeError, ValueError, yaml.YAMLError) as exc:  # a value JSON cannot hold
         raise _bad_input([f"render: a value cannot be written as {output} ({exc})"]) from None
     typer.echo(text, nl=False)
