@@ -8,6 +8,7 @@ module.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,12 +42,17 @@ def _own_pool(text: str, name: str) -> str:
 
 
 def generate(out_dir: Path) -> list[Path]:
-    """Write every module of ``MODULES`` into ``out_dir``; returns their paths."""
+    """Write every module of ``MODULES`` into ``out_dir``; returns their paths.
+
+    protoc runs in a child process: grpc_tools' protoc in a process that has loaded
+    TensorFlow's protobuf runtime crashed (SIGSEGV) the whole test session."""
     from grpc_tools import protoc  # type: ignore[import-untyped]  # dev dependency
 
     with tempfile.TemporaryDirectory() as tmp:
         args = [
-            "protoc",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
             f"-I{SOURCE_ROOT}",
             f"-I{Path(protoc.__file__).parent / '_proto'}",
             f"--python_out={tmp}",
@@ -54,8 +60,9 @@ def generate(out_dir: Path) -> list[Path]:
             f"--grpc_python_out={tmp}",
             *(f"{SOURCE_ROOT / PACKAGE / p}" for p in PROTOS),
         ]
-        if protoc.main(args) != 0:
-            raise RuntimeError(f"protoc failed: {' '.join(args)}")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"protoc failed ({done.returncode}): {done.stderr.strip()}")
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name in MODULES:
