@@ -80,10 +80,10 @@ def _free_port() -> int:
 @contextmanager
 def _serve(base: Path, version: int) -> Iterator[_Server]:
     """The local serving backend for one version, a process of its own (a track's pod)."""
-    from tensorgate.serving.local import READY_WORD
+    from tensorgate.serving.backend import READY_WORD
 
     rest, grpc_port = _free_port(), _free_port()
-    cmd = [sys.executable, "-m", "tensorgate.serving.local", "--model_name=bench",
+    cmd = [sys.executable, "-m", "tensorgate.serving.backend", "--model_name=bench",
            f"--model_base_path={base}", f"--version={version}", "--host=127.0.0.1",
            f"--rest_api_port={rest}", f"--port={grpc_port}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

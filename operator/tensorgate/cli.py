@@ -156,7 +156,7 @@ def golden_source_options(params: Mapping[str, Any]) -> GoldenSourceOptions:
 def validate(filename: FileOpt) -> None:
     """Check ModelDeployment manifests; print field errors and exit 2 when invalid (and warn
     when a local golden set is too small to ever promote)."""
-    from tensorgate.gate.plan_command import manifest_warnings
+    from tensorgate.commands.plan import manifest_warnings
 
     for doc in _load_valid(filename):
         for warning in manifest_warnings(parse_resource(doc)):
@@ -240,7 +240,7 @@ def run(
     """Run the operator (uses the in-cluster ServiceAccount, else KUBECONFIG)."""
     import asyncio
 
-    from tensorgate.runner import configure_logging, run_operator
+    from tensorgate.app import configure_logging, run_operator
     from tensorgate.settings import Settings
 
     prometheus = prometheus_options(ctx.params)
@@ -303,7 +303,7 @@ def rollout(
 
     from rich.console import Console
 
-    from tensorgate.local import TimelineEntry, run_local_rollout
+    from tensorgate.local_rollout import TimelineEntry, run_local_rollout
 
     if not local:
         typer.echo(
@@ -370,9 +370,9 @@ def _register_optional_commands() -> None:
     import importlib
 
     for module in (
-        "tensorgate.gate.commands",
-        "tensorgate.gate.plan_command",
-        "tensorgate.ledger.commands",
+        "tensorgate.commands.gate",
+        "tensorgate.commands.plan",
+        "tensorgate.commands.history",
     ):
         importlib.import_module(module).register(app)
 

@@ -57,7 +57,7 @@ import yaml
 
 from tensorgate.errors import KubeAPIError
 from tensorgate.platform.kubernetes.client import KubeClient
-from tensorgate.serving.local import READY_WORD
+from tensorgate.serving.backend import READY_WORD
 
 log = logging.getLogger("tests.cluster.player")
 
@@ -317,7 +317,7 @@ class PodPlayer:
         cmd = [
             self._python,
             "-m",
-            "tensorgate.serving.local",
+            "tensorgate.serving.backend",
             f"--host={ip}",
             f"--rest_api_port={REST_PORT}",
             f"--port={GRPC_PORT}",

@@ -362,3 +362,18 @@ def load_manifests(paths: list[str], max_bytes: int = MAX_MANIFEST_BYTES) -> lis
         text = _decode(_read_file(path, max_bytes), source)
         docs.extend(parse_manifest_text(text, source))
     return docs
+
+
+MAX_GOLDEN_BYTES = 64 * 1024 * 1024
+"""The largest golden-set file read (its arrays' inflated size is bounded apart)."""
+
+
+def read_golden_file(path: str | os.PathLike[str], max_bytes: int = MAX_GOLDEN_BYTES) -> bytes:
+    """The bytes of a golden-set file: a regular file of at most ``max_bytes``, else
+    ``ConfigError``. Opened non-blocking, so a FIFO or a device is refused, not waited on."""
+    try:
+        return read_regular_file(path, max_bytes)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"golden set {path}: {exc}; point goldenSet.uri at an .npz file"
+        ) from None

@@ -24,7 +24,7 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from tensorgate.api.manifest_io import read_regular_file
+from tensorgate.api.manifest_io import MAX_GOLDEN_BYTES, read_golden_file
 from tensorgate.api.spec import ContractSpec, GoldenSetSpec, TensorSpec
 from tensorgate.errors import ConfigError
 
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 EXPECTED_PREFIX = "expected_"
-MAX_GOLDEN_BYTES = 64 * 1024 * 1024
 """Largest golden-set file read (compressed size on disk or in a ConfigMap)."""
 MAX_GOLDEN_DECOMPRESSED_BYTES = 128 * 1024 * 1024
 """Largest total size of a golden set's arrays once inflated (the operator pod has 512 Mi)."""
@@ -67,17 +66,6 @@ class GoldenSet:
         """The first ``count`` samples' inputs, cycling when the set is smaller."""
         index = np.arange(count) % self.size
         return {k: v[index] for k, v in self.inputs.items()}
-
-
-def read_golden_file(path: str | Path, max_bytes: int = MAX_GOLDEN_BYTES) -> bytes:
-    """The bytes of a golden-set file: a regular file of at most ``max_bytes``, else
-    ``ConfigError``. Opened non-blocking, so a FIFO or a device is refused, not waited on."""
-    try:
-        return read_regular_file(path, max_bytes)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"golden set {path}: {exc}; point goldenSet.uri at an .npz file"
-        ) from None
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: int) -> np.ndarray:

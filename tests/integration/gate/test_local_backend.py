@@ -98,7 +98,7 @@ def test_local_backend_process_prints_ready_and_exits_on_sigterm(served: dict[st
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "tensorgate.serving.local",
+            sys.executable, "-m", "tensorgate.serving.backend",
             "--model-name", "fraud",
             "--model-base-path", str(entry.base),
             "--rest-port", "0", "--grpc-port", "0",
@@ -135,7 +135,7 @@ def test_local_backend_process_prints_ready_and_exits_on_sigterm(served: dict[st
 
 def test_local_backend_rejects_a_path_without_savedmodel(tmp_path: Path) -> None:
     from tensorgate.errors import ConfigError
-    from tensorgate.serving.local import find_versions
+    from tensorgate.serving.backend import find_versions
 
     with pytest.raises(ConfigError, match="no SavedModel"):
         find_versions(tmp_path)

@@ -100,7 +100,7 @@ class Backend:
 
 @pytest.fixture(scope="module")
 def backend(fid_base: Path) -> Iterator[Backend]:
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     with (
         LocalModelServer(MODEL, fid_base, grpc_health=True) as server,
@@ -216,7 +216,7 @@ async def test_rest_client_round_trips_non_utf8_strings(backend: Backend) -> Non
 )  # fmt: skip
 def test_status_codes_map_as_http_server_cc(code: str, http: int) -> None:
     """model_servers/http_server.cc ToHTTPStatusCode, case by case."""
-    from tensorgate.serving.local import http_status
+    from tensorgate.serving.backend import http_status
 
     assert http_status(code) == http
 
@@ -224,7 +224,7 @@ def test_status_codes_map_as_http_server_cc(code: str, http: int) -> None:
 def test_rest_request_cut_at_rest_api_timeout_with_504(fid_base: Path) -> None:
     """main.cc --rest_api_timeout_in_ms: a REST request past it is DEADLINE_EXCEEDED (504)
     and counted so."""
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     rows = np.ones((60000, 3)).tolist()
     with LocalModelServer(MODEL, fid_base, rest_api_timeout_ms=1) as server:
@@ -257,7 +257,7 @@ def _real_request(signature: str = "serving_default") -> Any:
 def test_grpc_predict_answers_typed_val_unless_flag(fid_base: Path, content: bool) -> None:
     """model_servers/server.cc: Predict answers in ``float_val`` (TensorFlow's AsProtoField)
     unless --enable_serialization_as_tensor_content; counted with API="Predict" (GRPC)."""
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     with LocalModelServer(MODEL, fid_base, tensor_content=content) as server:
         channel, stub = _real_stub(server.grpc_target)
@@ -309,7 +309,7 @@ def test_model_config_file_wins_over_name_and_base_path(fid_base: Path, tmp_path
     operator generates (manifests.models_config)."""
     from tensorgate.api.spec import ModelRef
     from tensorgate.platform.kubernetes.manifests import models_config
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     config = tmp_path / "models.config"
     config.write_text(models_config(ModelRef(name=MODEL, version="1", uri=str(fid_base))))
@@ -323,7 +323,7 @@ def test_numbered_version_folders_required(fid_base: Path) -> None:
     """TF Serving's file system source serves only numeric version folders under a base path:
     a SavedModel at the base path itself is not a servable."""
     from tensorgate.errors import ConfigError
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     with pytest.raises(ConfigError, match="numbered version folders"):
         LocalModelServer(MODEL, fid_base / "1").start()
@@ -332,7 +332,7 @@ def test_numbered_version_folders_required(fid_base: Path) -> None:
 def test_counters_are_created_lazily_per_status(fid_base: Path) -> None:
     """servables/tensorflow/util.cc: ``GetCell(model, status)`` creates a series on first
     use; a fresh server shows no request_count series at all."""
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     with LocalModelServer(MODEL, fid_base) as server:
         text = httpx.get(f"{server.rest_url}/monitoring/prometheus/metrics").text
@@ -349,7 +349,7 @@ def test_process_takes_tf_serving_flags_as_the_pod_passes_them(
 
     from tensorgate.api.spec import ModelRef, parse_resource
     from tensorgate.platform.kubernetes.manifests import models_config, serving_container
-    from tensorgate.serving.local import READY_WORD
+    from tensorgate.serving.backend import READY_WORD
 
     model = ModelRef(name=MODEL, version="1", uri=str(fid_base))
     config = tmp_path / "models.config"
@@ -371,7 +371,7 @@ def test_process_takes_tf_serving_flags_as_the_pod_passes_them(
              "--model_config_file": f"--model_config_file={config}"}  # fmt: skip
     args = [local.get(a.split("=", 1)[0], a) for a in pod_args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorgate.serving.local", *args],
+        [sys.executable, "-m", "tensorgate.serving.backend", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -13,7 +13,7 @@ import pytest
 from tensorgate.api.spec import BuiltinMetric, MetricCheck, MetricProvider
 from tensorgate.metrics.base import Measurement, Target, Verdict
 from tensorgate.metrics.prometheus import PrometheusProvider
-from tensorgate.serving.local import LocalModelServer
+from tensorgate.serving.backend import LocalModelServer
 from tests.helpers import eventually
 from tests.integration.conftest import CANDIDATE, GOOD, ModelRepo
 from tests.integration.metrics.conftest import running_prometheus

@@ -6,10 +6,10 @@ import asyncio
 import base64
 from typing import Any
 
+from tensorgate.api.manifest_io import read_golden_file
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, KubeAPIError
-from tensorgate.gate.golden import read_golden_file
 from tensorgate.platform.base import Body
 from tensorgate.platform.golden_sources import GoldenSources, is_remote
 from tensorgate.platform.kubernetes import manifests as m

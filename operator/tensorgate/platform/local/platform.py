@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 
+from tensorgate.api.manifest_io import read_golden_file
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, ServingError
-from tensorgate.gate.golden import read_golden_file
 from tensorgate.platform.base import Body
 from tensorgate.platform.golden_sources import GoldenSources, is_remote
 
@@ -110,7 +110,7 @@ class LocalPlatform:
                 [
                     self.python,
                     "-m",
-                    "tensorgate.serving.local",
+                    "tensorgate.serving.backend",
                     "--model-name",
                     model.name,
                     "--model-base-path",

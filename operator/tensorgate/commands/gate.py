@@ -279,7 +279,7 @@ def with_clients(
         for role, ep in endpoints.items():
             if ep.kind == "path":
                 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                from tensorgate.serving.local import LocalModelServer
+                from tensorgate.serving.backend import LocalModelServer
 
                 servers[role] = stack.enter_context(
                     LocalModelServer(model_name, ep.location, require_version_folders=False)
@@ -416,7 +416,7 @@ def demo(
     ] = None,
 ) -> None:
     """Train a good and a silently broken model, serve both locally, and gate the broken one."""
-    from tensorgate.gate.demo import run_demo
+    from tensorgate.commands.demo import run_demo
 
     console = Console()
     if not as_json:

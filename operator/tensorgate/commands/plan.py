@@ -72,7 +72,7 @@ def _measure(
     model_name: str,
     timeout_s: float,
 ) -> float:
-    from tensorgate.gate.commands import load_contract, with_clients
+    from tensorgate.commands.gate import load_contract, with_clients
 
     contract, _, _, golden_spec = load_contract(contract_path)
     config = GateConfig.build(contract, analysis=analysis, golden_set=golden_spec)

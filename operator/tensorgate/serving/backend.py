@@ -18,7 +18,7 @@ pods played on the local rollout platform. It is not a replacement for TF Servin
 Run as a process, with TF Serving's own flags (``tensorflow_model_server``'s spelling; the
 dashed forms of the first four are kept)::
 
-    python -m tensorgate.serving.local --model_name NAME --model_base_path PATH \\
+    python -m tensorgate.serving.backend --model_name NAME --model_base_path PATH \\
         --rest_api_port 8501 --port 8500 --host 127.0.0.1 [--version N] \\
         [--model_config_file FILE] [--rest_api_timeout_in_ms MS] \\
         [--enable_serialization_as_tensor_content] [--enable_grpc_healthcheck_service] \\
@@ -882,7 +882,7 @@ def _flag_bool(text: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tensorgate.serving.local",
+        prog="python -m tensorgate.serving.backend",
         description="Serve a TF Serving model base path over TF Serving's REST and gRPC APIs "
         "(tensorflow_model_server's flags).",
     )
