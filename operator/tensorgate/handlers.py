@@ -60,6 +60,8 @@ class ApiBackoffs:
     def __iter__(self) -> Iterator[float]:
         yield from self.FIRST_S
         yield from itertools.repeat(self.EVERY_S, self.THEN)
+
+
 # What the API server answers for a write into a namespace being deleted.
 TERMINATING = "because it is being terminated"
 
