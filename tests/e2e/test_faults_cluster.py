@@ -13,6 +13,7 @@ import collections
 import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -302,3 +303,53 @@ async def test_cluster_apiserver_and_etcd_killed_mid_rollout_the_rollout_finishe
     assert "RolledBack" not in [p for p, _ in seen], seen
     for component in ("kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd"):
         assert _alive(_pid(folder, component)), component
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_cluster_prometheus_unreachable_ends_in_a_rollback_never_a_promotion(
+    kube: KubeEnv, model_repo: ModelRepo, tmp_path: Path
+) -> None:
+    """The operator's Prometheus is a closed port: every step's check cannot run (an edge
+    error, not a pass); after ``maxEdgeErrors`` of them the canary is rolled back, and the
+    Prometheus address never reaches a promotion."""
+    check = {"name": "errors", "provider": "prometheus", "query": "sum(up)", "max": 1}
+    analysis = {**STEPS, "metrics": [check], "maxEdgeErrors": 2}
+    args = ["--interval", "1", "--prometheus-url", f"http://127.0.0.1:{_closed_port()}"]
+    with operator_processes(kube.connection, kube.namespace, tmp_path / "ops", args) as ops:
+        ops.start()
+        await kube.apply_md(model_repo.manifest(GOOD, **STEPS))
+        await wait_phase(kube, "Promoted", version=GOOD, timeout_s=120)
+        async with watch_status(kube, lambda _: None) as seen:
+            await kube.apply_md(model_repo.manifest(CANDIDATE, **analysis))
+            md = await wait_phase(kube, "RolledBack", timeout_s=180)
+    assert "Promoting" not in _phases(seen), seen
+    status = md["status"]
+    assert status["stableVersion"] == GOOD, status
+    assert [h["decision"] for h in status["history"]] == ["RolledBack"], status["history"]
+    assert "maxEdgeErrors 2" in status["message"], status["message"]
+
+
+async def test_cluster_canary_pods_never_ready_end_at_the_readiness_timeout(
+    kube: KubeEnv, model_repo: ModelRepo, tmp_path: Path
+) -> None:
+    """A candidate version whose folder does not exist: the pod player's backend cannot load
+    it, so its pods are never Ready. At ``readinessTimeout`` the rollout is rolled back (the
+    stable version keeps serving), with the reason in status."""
+    async with (
+        stable_under_operator(kube, model_repo, tmp_path),
+        watch_status(kube, lambda _: None) as seen,
+    ):
+        await kube.apply_md(model_repo.manifest("9", **STEPS, readinessTimeout="10s"))
+        md = await wait_phase(kube, "RolledBack", timeout_s=120)
+    assert _phases(seen)[0] == "Deploying" and "SmokeTesting" not in _phases(seen), seen
+    status = md["status"]
+    assert status["stableVersion"] == GOOD, status
+    assert [h["decision"] for h in status["history"]] == ["RolledBack"], status["history"]
+    assert "readinessTimeout 10s" in status["message"], status["message"]
