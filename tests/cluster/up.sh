@@ -51,6 +51,9 @@ options:
   kubeAuthorization: true
   kubeAuditPolicy: $CLUSTER_DIR/audit-policy.yaml
 componentsPatches:
+- name: kube-apiserver
+  extraArgs:  # the default 10.0.0.0/24 holds 254 Services; the load test creates 500+
+  - {key: service-cluster-ip-range, value: 10.96.0.0/16}
 - name: kwok-controller
   extraArgs:
   - {key: manage-all-nodes, value: "false", override: true}
