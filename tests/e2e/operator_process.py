@@ -64,6 +64,7 @@ class OperatorProcesses:
     args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    rollout_ids: set[object] = field(default_factory=set)  # what a test saw across restarts
 
     @property
     def current(self) -> subprocess.Popen[bytes]:

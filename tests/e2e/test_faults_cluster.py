@@ -124,6 +124,8 @@ def _kill_on_phase(
 
     def on_change(status: dict[str, Any]) -> None:
         phase = status.get("phase")
+        if killed or phase in kill_in:
+            ops.rollout_ids.add(status.get("rolloutId"))
         if phase in kill_in and phase not in killed:
             killed.append(phase)
             ops.kill()
@@ -153,6 +155,7 @@ async def test_cluster_operator_sigkilled_in_every_phase_resumes(
         logs = ops.logs()
     assert killed == list(KILL_IN), (killed, seen)
     assert len(ops.started) == 1 + len(KILL_IN)
+    assert ops.rollout_ids == {md["status"]["rolloutId"]}, ops.rollout_ids  # one rollout
     assert _phases(seen) == [*KILL_IN, "Promoted"], seen
     weights = [w for phase, w in seen[1:] if phase == "Progressing"]
     assert weights == [50, 100], seen  # every step once, in order
