@@ -65,6 +65,15 @@ async def watch_status(
             await task
 
 
+async def watched(seen: list[tuple[str, Any]], phase: str) -> None:
+    """Until the watch too has delivered ``phase`` (a poll may see it first)."""
+
+    async def probe() -> bool:
+        return bool(seen) and seen[-1][0] == phase
+
+    await eventually(probe, timeout_s=30, what=f"the watch to deliver {phase}")
+
+
 def _phases(seen: list[tuple[str, Any]]) -> list[str]:
     """The phases after the first watch event (which shows the stable deploy's Promoted)."""
     assert seen and seen[0][0] == "Promoted", seen
@@ -151,6 +160,7 @@ async def test_cluster_operator_sigkilled_in_every_phase_resumes(
         async with watch_status(kube, on_change) as seen:
             await kube.apply_md(model_repo.manifest(CANDIDATE, **STEPS))
             md = await wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=240)
+            await watched(seen, "Promoted")
         TIMINGS["rollout with 5 operator SIGKILLs"] = loop.time() - started
         logs = ops.logs()
     assert killed == list(KILL_IN), (killed, seen)
@@ -191,6 +201,7 @@ async def test_cluster_operator_sigkilled_while_rolling_back_rolls_back_once(
         async with watch_status(kube, on_change) as seen:
             await kube.apply_md(model_repo.manifest(BROKEN, **STEPS))
             md = await wait_phase(kube, "RolledBack", timeout_s=240)
+            await watched(seen, "RolledBack")
             await asyncio.sleep(3)  # a second rollback would come within a resync or two
             md = await kube.get_md(NAME) or md
     assert killed == ["SmokeTesting", "Evaluating"], (killed, seen)
