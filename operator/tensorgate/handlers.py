@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,22 @@ from tensorgate.settings import Settings
 # annotation of ours (tensorgate.dev/command) is a change kopf reports.
 KOPF_PREFIX = f"kopf.{GROUP}"
 EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class ApiBackoffs:
+    """kopf's request retries (``settings.networking.error_backoffs``), its watch included.
+    kopf's default (8 waits, 54 s) ends the watch, and with it the operator, when the API
+    server is away for a minute (a restart, an etcd outage); these wait 1, 1, 2, 3, 5 s and
+    then every 10 s, up to about 11 minutes. Re-iterable: kopf iterates it once per request."""
+
+    FIRST_S = (1.0, 1.0, 2.0, 3.0, 5.0)
+    EVERY_S, THEN = 10.0, 64
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.FIRST_S
+        yield from itertools.repeat(self.EVERY_S, self.THEN)
+
+
 # What the API server answers for a write into a namespace being deleted.
 TERMINATING = "because it is being terminated"
 
@@ -148,6 +165,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = memo.settings.request_timeout_s * 3
+        settings.networking.error_backoffs = ApiBackoffs()
         # Restricted mode: no cluster-wide CRD/namespace scans, so RBAC stays minimal.
         settings.scanning.disabled = True
         ours: Settings = memo.settings
