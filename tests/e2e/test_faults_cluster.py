@@ -178,8 +178,8 @@ async def test_cluster_operator_sigkilled_in_every_phase_resumes(
     counted = [(e["reason"], e.get("count")) for e in events if (e.get("count") or 1) > 1]
     assert not twice and not counted, (twice, counted)
     reasons = collections.Counter(e["reason"] for e in events)
-    # Events are posted by kopf after the status write, from a queue: a SIGKILL right after
-    # the write loses that decision's Event (never posts it twice). See the xfail below.
+    # Events are posted after the decision's record is cleared from status: a restart never
+    # posts one twice (a SIGKILL in the instant between the two can still lose one).
     assert reasons["RolledBack"] == 0, reasons
     rows, ledger_phases = _ledger(db, CANDIDATE)
     assert len(rows) == 1, rows  # one rollout, not one per operator
@@ -216,14 +216,6 @@ async def test_cluster_operator_sigkilled_while_rolling_back_rolls_back_once(
     assert ledger_phases.count("RolledBack") == 1, ledger_phases
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (handlers.drive_once): the ledger transition and the Event are written after "
-    "the status write; an operator killed in between loses them, and the next operator, which "
-    "reads the new status, never records them. Fix: put the transition in the ledger outbox "
-    "before the status write (the ledger already drops a replayed transition), or have the "
-    "driver record status transitions the ledger lacks when it starts.",
-)
 async def test_cluster_ledger_keeps_a_decision_whose_operator_was_killed_after_the_status_write(
     kube: KubeEnv, model_repo: ModelRepo, tmp_path: Path
 ) -> None:

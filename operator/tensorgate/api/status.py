@@ -145,6 +145,22 @@ class CommandStatus(_Status):
     at: str = Field(description="When the command was handled (RFC 3339).")
 
 
+class PendingEvent(_Status):
+    reason: str = Field(description="Event reason.")
+    message: str = Field(default="", description="Event message.")
+    warning: bool = Field(default=False, description="A Warning Event (else Normal).")
+
+
+class UnrecordedDecision(_Status):
+    """A decision written to status whose ledger row and Event may not be written yet: a
+    restarted operator writes them from here (the ledger ignores a replayed transition)."""
+
+    previous: dict[str, Any] = Field(
+        default_factory=dict, description="The status the decision was taken from."
+    )
+    events: list[PendingEvent] = Field(default_factory=list, description="Its Events.")
+
+
 class ModelDeploymentStatus(_Status):
     phase: Phase | None = Field(default=None, description="Where the rollout stands.")
     message: str | None = Field(default=None, description="Last decision, in words.")
@@ -190,3 +206,8 @@ class ModelDeploymentStatus(_Status):
         default_factory=list, description="The last 10 rollouts, newest first."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+    unrecorded: UnrecordedDecision | None = Field(
+        default=None,
+        description="The last decision until its ledger row and Event are written (an "
+        "operator killed in between writes them when it starts again).",
+    )
