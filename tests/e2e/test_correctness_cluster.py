@@ -67,7 +67,7 @@ async def _ready_pods(kube: KubeEnv) -> dict[str, int]:
 
 
 def _gpu_manifest(repo: ModelRepo, version: str, **analysis: Any) -> dict[str, Any]:
-    doc = repo.manifest(version, steps=[50, 100], interval="8s", **analysis)
+    doc = repo.manifest(version, steps=[50, 100], interval="15s", **analysis)
     doc["spec"]["serving"] = {"replicas": 2, "gpu": {"count": 1}}
     return doc
 
