@@ -376,5 +376,18 @@ async def ensure_reconciler(memo: Any) -> None:
         client = KubeClient(
             conn, timeout_s=memo.settings.request_timeout_s, retries=memo.settings.retries
         )
+        start_informers(client, memo.settings)
         memo.state["client"] = client
         memo.state["reconciler"] = memo.make_reconciler(client, memo.settings)
+
+
+# What the operator watches besides its ModelDeployments: the children it observes on every
+# poll. Their state then comes from the watch, so an idle or waiting object costs no reads.
+INFORMED_KINDS = (("apps/v1", "Deployment"), ("v1", "Pod"), ("v1", "Service"))
+# Every child carries it (manifests.common_labels).
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tensorgate"
+
+
+def start_informers(client: KubeClient, settings: Settings) -> None:
+    for api_version, kind in INFORMED_KINDS:
+        client.inform(api_version, kind, settings.namespaces, MANAGED_SELECTOR)

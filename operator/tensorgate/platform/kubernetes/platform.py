@@ -1,4 +1,8 @@
-"""Kubernetes: serving tracks as Deployments, endpoints from EndpointSlices, two routers."""
+"""Kubernetes: serving tracks as Deployments, endpoints from EndpointSlices, two routers.
+
+Observations (Deployments, their Pods, the user-facing Service) are ``KubeClient.read``s:
+answered from the operator's informers when they are synced (no request), else a GET. Writes
+and read-modify-writes (``apply``, the serving ConfigMap) always go to the API server."""
 
 from __future__ import annotations
 
@@ -68,7 +72,7 @@ class KubernetesPlatform:
         stable pod runs cannot change under it."""
         name = m.deployment_name(body["metadata"]["name"], _track(track))
         path = f"{collection_path('apps/v1', 'Deployment', _ns(body))}/{name}"
-        live = await self._kube.get(path)
+        live = await self._kube.read(path)
         if live is not None and revision is not None and _revision_of(live) == revision:
             if int((live.get("spec") or {}).get("replicas", 1)) != replicas:
                 await self._kube.patch(path, {"spec": {"replicas": replicas}})
@@ -84,7 +88,7 @@ class KubernetesPlatform:
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
         # The shared Service's selector belongs to the router: create it, never reset it.
-        if await self._kube.get(object_path(svc)) is None:
+        if await self._kube.read(object_path(svc)) is None:
             await self._kube.apply(svc)
 
     async def delete_track(self, body: Body, track: str) -> None:
@@ -94,7 +98,7 @@ class KubernetesPlatform:
     async def observe(self, body: Body, track: str) -> TrackObservation:
         name = body["metadata"]["name"]
         base = collection_path("apps/v1", "Deployment", _ns(body))
-        dep = await self._kube.get(f"{base}/{m.deployment_name(name, _track(track))}")
+        dep = await self._kube.read(f"{base}/{m.deployment_name(name, _track(track))}")
         if dep is None:
             return TrackObservation()
         spec, status = dep.get("spec") or {}, dep.get("status") or {}
@@ -120,7 +124,7 @@ class KubernetesPlatform:
             f"{k}={v}"
             for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
         )
-        pods = await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector)
+        pods = await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector)
         for pod in pods:
             for cond in (pod.get("status") or {}).get("conditions") or []:
                 if (cond.get("type"), cond.get("status")) == ("PodScheduled", "False"):
@@ -153,7 +157,7 @@ class KubernetesPlatform:
             for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
         )
         found: list[str] = []
-        for pod in await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector):
+        for pod in await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector):
             status = pod.get("status") or {}
             ready = any(
                 c.get("type") == "Ready" and c.get("status") == "True"
@@ -227,7 +231,7 @@ class ReplicaRouter:
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         svc = m.service(body)
         path = object_path(svc)
-        live = await self._kube.get(path)
+        live = await self._kube.read(path)
         if live is None:
             await self._kube.apply(svc)
             live = svc
