@@ -299,38 +299,65 @@ class Window:
 # -- the pod-status patcher -------------------------------------------------------------------
 
 
+def _needs_ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return (
+        (pod["metadata"].get("labels") or {}).get(TRACK_LABEL) == "stable"
+        and status.get("phase") == "Running"
+        and bool(status.get("podIP"))
+        and not pod["metadata"].get("deletionTimestamp")
+        and not any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+    )
+
+
 async def ready_patcher(client: KubeClient, namespace: str, stop: asyncio.Event) -> None:
     """Make every Running ``stable`` serving pod Ready (as the pod player does, without a
-    backend); canary pods stay unready."""
+    backend); canary pods stay unready. Watch-driven, so the benchmark itself adds little load
+    to the API server: a list, then a watch from its resourceVersion (relist on any error)."""
     path = f"/api/v1/namespaces/{namespace}/pods"
     sem = asyncio.Semaphore(16)
+    pending: set[asyncio.Task[None]] = set()
 
     async def ready(pod: dict[str, Any]) -> None:
         async with sem:
             meta = pod["metadata"]
-            with contextlib.suppress(Exception):  # a lost race is retried on the next pass
+            with contextlib.suppress(Exception):  # a lost race: the next event retries
                 await client.request(
                     "PUT", f"{path}/{meta['name']}/status", body=set_ready(pod, True)
                 )
 
-    while not stop.is_set():
-        with contextlib.suppress(Exception):
-            pods = await client.list(path, POD_LABEL)
-            todo = [
-                p
-                for p in pods
-                if (p["metadata"].get("labels") or {}).get(TRACK_LABEL) == "stable"
-                and (p.get("status") or {}).get("phase") == "Running"
-                and (p.get("status") or {}).get("podIP")
-                and not p["metadata"].get("deletionTimestamp")
-                and not any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (p.get("status") or {}).get("conditions") or []
-                )
-            ]
-            await asyncio.gather(*(ready(p) for p in todo))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
+    def handle(pod: dict[str, Any]) -> None:
+        if _needs_ready(pod):
+            task = asyncio.create_task(ready(pod))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def follow() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                listing = await client.request("GET", path, params={"labelSelector": POD_LABEL})
+                for pod in (listing or {}).get("items") or []:
+                    handle(pod)
+                version = str(((listing or {}).get("metadata") or {}).get("resourceVersion"))
+                while True:
+                    async for event in client.watch(
+                        path, label_selector=POD_LABEL, resource_version=version, timeout_s=60
+                    ):
+                        obj = event.get("object") or {}
+                        if event.get("type") == "ERROR":
+                            raise RuntimeError("watch expired")
+                        version = str(obj["metadata"].get("resourceVersion") or version)
+                        if event.get("type") in {"ADDED", "MODIFIED"}:
+                            handle(obj)
+            await asyncio.sleep(1.0)
+
+    follower = asyncio.create_task(follow())
+    await stop.wait()
+    follower.cancel()
+    await asyncio.gather(follower, *pending, return_exceptions=True)
 
 
 # -- one size --------------------------------------------------------------------------------
@@ -473,6 +500,39 @@ async def one_size(n: int, args: argparse.Namespace, identity: tuple[Path, str])
     return result
 
 
+def summary(runs: dict[str, Any]) -> dict[str, Any]:
+    """Growth with N (slopes between the smallest and the largest size measured) and the
+    targets of issue 11."""
+    sizes = sorted(int(n) for n in runs)
+    out: dict[str, Any] = {"sizes": sizes}
+    if len(sizes) >= 2:
+        small, large = runs[str(sizes[0])], runs[str(sizes[-1])]
+        span = sizes[-1] - sizes[0]
+        out["rss_growth_kib_per_object"] = round(
+            (large["peak_rss_kib"] - small["peak_rss_kib"]) / span, 1
+        )
+        for state in ("idle", "in_flight"):
+            out[f"{state}_requests_per_s_per_object"] = {
+                str(n): round(runs[str(n)][state]["requests_per_s"] / n, 3) for n in sizes
+            }
+    largest = runs[str(sizes[-1])]
+    idle_total = (
+        largest["idle"]["requests_per_s"] + largest["idle"]["resync_amortised_requests_per_s"]
+    )
+    out["targets"] = {
+        "idle_requests_per_s_at_largest": {"value": round(idle_total, 2), "target": 2.0},
+        "rss_growth_kib_per_object": {
+            "value": out.get("rss_growth_kib_per_object"),
+            "target": 100,
+        },
+        "all_have_a_phase_s_at_largest": {
+            "value": largest["all_have_phase_s"],
+            "target": 120,
+        },
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N")
@@ -502,8 +562,10 @@ def main() -> None:
         results["runs"][str(n)] = out
         print(json.dumps(out, indent=2), flush=True)
         print(f"N={n}: {time.monotonic() - started:.0f}s", flush=True)
+        results["summary"] = summary(results["runs"])
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["summary"], indent=2))
 
 
 if __name__ == "__main__":
