@@ -139,6 +139,7 @@ class KubeClient:
         retries: int = 3,
         backoff_s: float = 0.2,
         max_in_flight: int = MAX_IN_FLIGHT,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "tensorgate"}
         if conn.token:
@@ -150,6 +151,7 @@ class KubeClient:
             timeout=httpx.Timeout(timeout_s),
             # The semaphore bounds requests; watches hold a connection each on top of them.
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_in_flight),
+            transport=transport,
         )
         self._retries = retries
         self._backoff_s = backoff_s

@@ -37,6 +37,15 @@ def _revision_of(deployment: dict[str, Any]) -> str | None:
     return str(revision) if revision else None
 
 
+def _pod_selector(body: Body, track: str) -> str:
+    """The track's pods, with the label every child carries: what the informer holds."""
+    labels = m.selector_labels(body["metadata"]["name"], _track(track))
+    managed = m.common_labels(body["metadata"]["name"])["app.kubernetes.io/managed-by"]
+    return ",".join(
+        f"{k}={v}" for k, v in {**labels, "app.kubernetes.io/managed-by": managed}.items()
+    )
+
+
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
@@ -120,10 +129,7 @@ class KubernetesPlatform:
         )
 
     async def _unschedulable(self, body: Body, track: str) -> str | None:
-        selector = ",".join(
-            f"{k}={v}"
-            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
-        )
+        selector = _pod_selector(body, track)
         pods = await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector)
         for pod in pods:
             for cond in (pod.get("status") or {}).get("conditions") or []:
@@ -152,10 +158,7 @@ class KubernetesPlatform:
         """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
         when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
         addresses, which simulated clusters such as the kwok test cluster hand out)."""
-        selector = ",".join(
-            f"{k}={v}"
-            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
-        )
+        selector = _pod_selector(body, track)
         found: list[str] = []
         for pod in await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector):
             status = pod.get("status") or {}
