@@ -179,3 +179,36 @@ async def test_requests_in_flight_are_bounded_and_served_first_come_first_served
         assert order == [f"/api/v1/namespaces/ns/pods/p{i}" for i in range(6)]
     finally:
         await kube.aclose()
+
+
+def test_the_cache_keeps_what_observations_read_and_drops_the_bulk() -> None:
+    """A Deployment keeps replicas, its template's labels and revision annotation and its
+    status; a Pod its conditions, IP and container ports. Dropped: managedFields, the
+    last-applied stamp, the pod template spec, the rest of a Pod's spec."""
+    from tensorgate.platform.kubernetes.client import LAST_APPLIED, _slim
+
+    template_meta = {"labels": {"v": "2"}, "annotations": {"tensorgate.dev/revision": "r2"}}
+    deployment = dep("a", "5") | {
+        "spec": {
+            "replicas": 3,
+            "template": {"metadata": template_meta, "spec": {"containers": [{"name": "x"}]}},
+        },
+        "status": {"readyReplicas": 2},
+    }
+    deployment["metadata"]["annotations"] = {LAST_APPLIED: "{...}", "keep": "me"}
+    slim = _slim(deployment)
+    assert slim["spec"] == {"replicas": 3, "template": {"metadata": template_meta}}
+    assert slim["status"] == {"readyReplicas": 2}
+    assert slim["metadata"]["annotations"] == {"keep": "me"}
+    assert "managedFields" not in slim["metadata"]
+    assert deployment["spec"]["template"]["spec"]  # the event's object is left alone
+
+    ports = [{"name": "http", "containerPort": 8501}]
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns", "managedFields": []},
+        "spec": {"nodeName": "n", "containers": [{"name": "c", "ports": ports, "args": ["x"]}]},
+        "status": {"podIP": "127.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    slim = _slim(pod)
+    assert slim["spec"] == {"nodeName": "n", "containers": [{"name": "c", "ports": ports}]}
+    assert slim["status"] == pod["status"]

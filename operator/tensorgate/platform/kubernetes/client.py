@@ -295,17 +295,18 @@ class KubeClient:
         result = await self.request("DELETE", path, body=body, allow=(404,))
         return result is not None
 
-    async def apply(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, desired: Mapping[str, Any], *, absent: bool = False) -> dict[str, Any]:
         """Create ``desired`` or bring the live object in line with it (client-side apply).
 
-        Unchanged objects cost one GET; a 409 on create (someone else, or a replayed
-        event, created it first) falls through to the patch.
+        Unchanged objects cost one GET; ``absent`` (the caller just saw no such object) skips
+        it and creates at once. A 409 on create (someone else, a replayed event, or a
+        caller's stale view created it first) falls through to the patch.
         """
         path = object_path(desired)
         obj = json.loads(json.dumps(desired))
         stamp = json.dumps(desired, sort_keys=True, separators=(",", ":"))
         obj["metadata"].setdefault("annotations", {})[LAST_APPLIED] = stamp
-        live = await self.get(path)
+        live = None if absent else await self.get(path)
         if live is None:
             collection = path.rsplit("/", 1)[0]
             try:
@@ -334,11 +335,27 @@ def _selector(text: str) -> dict[str, str]:
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """What an informer keeps of an object: everything but managedFields (often half of it)."""
-    meta = obj.get("metadata") or {}
-    if "managedFields" in meta:
-        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-    return obj
+    """What an informer keeps of an object, to hold 1,000s of them: no managedFields and no
+    last-applied stamp (together most of an object), no pod template spec of a Deployment
+    and, of a Pod's spec, only its containers' names and ports (what observations read)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in {"managedFields"}}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    if "annotations" in meta:
+        meta["annotations"] = annotations
+    slim = {**obj, "metadata": meta}
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return slim
+    template = spec.get("template")
+    if isinstance(template, dict):  # a Deployment: its pods' labels and annotations only
+        slim["spec"] = {**spec, "template": {"metadata": template.get("metadata") or {}}}
+    elif "containers" in spec:  # a Pod
+        containers = [
+            {"name": c.get("name"), "ports": c.get("ports") or []}
+            for c in spec.get("containers") or []
+        ]
+        slim["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers}
+    return slim
 
 
 class Informer:

@@ -59,7 +59,7 @@ class KubernetesPlatform:
         path = object_path(desired)
         live = await self._kube.get(path)
         if live is None:
-            await self._kube.apply(desired)
+            await self._kube.apply(desired, absent=True)
             return
         data = live.get("data") or {}
         missing = {k: v for k, v in desired["data"].items() if data.get(k) != v}
@@ -92,13 +92,14 @@ class KubernetesPlatform:
         await self._kube.apply(
             m.deployment(
                 body, spec, _track(track), model=model, replicas=replicas, revision=revision
-            )
+            ),
+            absent=live is None,
         )
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
         # The shared Service's selector belongs to the router: create it, never reset it.
         if await self._kube.read(object_path(svc)) is None:
-            await self._kube.apply(svc)
+            await self._kube.apply(svc, absent=True)
 
     async def delete_track(self, body: Body, track: str) -> None:
         name = m.deployment_name(body["metadata"]["name"], _track(track))
