@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean bench-scale
+.PHONY: help venv demo test lint typecheck unit crds crds-check system-deps clean protos bench bench-scale
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -39,6 +39,12 @@ crds: venv ## regenerate crds/ and the chart's copy from the Python types
 	$(PY) -m tensorgate.cli crd > crds/modeldeployments.tensorgate.dev.yaml
 	mkdir -p charts/tensorgate/crds && cp crds/modeldeployments.tensorgate.dev.yaml charts/tensorgate/crds/
 
+protos: venv ## recompile operator/tensorgate/serving/protos/*.proto into the committed modules
+	PYTHONPATH=operator $(PY) -m tensorgate.serving.protos.generate
+
+bench: venv ## run every benchmark in benchmarks/ (results in benchmarks/results/)
+	@for b in benchmarks/*.py; do echo "== $$b"; PYTHONPATH=operator $(PY) $$b || exit 1; done
+
 lint: venv
 	$(VENV)/bin/ruff check operator tests benchmarks
 	$(VENV)/bin/ruff format --check operator tests benchmarks
@@ -64,7 +70,7 @@ bench-scale: venv ## operator scale benchmark (kwok cluster) -> benchmarks/resul
 	@if grep -q '^cluster-tools:' tests/cluster/cluster.mk 2>/dev/null; then $(MAKE) --no-print-directory cluster-tools; fi
 	export CLUSTER_NAME=$(BENCH_SCALE_CLUSTER) CLUSTER_SERVICE_CIDR=10.0.0.0/16 \
 	  CLUSTER_STATE_DIR=$(CURDIR)/.cluster/scale KUBECONFIG_OUT=$(CURDIR)/.cluster/scale/kubeconfig \
-	  PYTHONPATH=$(CURDIR)/operator:$(CURDIR); \
+	  PYTHONPATH=$(CURDIR)/operator:$(CURDIR) TENSORGATE_BENCH_SCALE=1; \
 	bash tests/cluster/up.sh && { $(PY) benchmarks/operator_scale.py --sizes $(BENCH_SCALE_SIZES); \
 	  rc=$$?; bash tests/cluster/down.sh; exit $$rc; }
 

@@ -1,7 +1,7 @@
 """Why the operator never imports TensorFlow: its start-up time and memory, with and without.
 
 Each variant starts a fresh interpreter 3 times and imports what the operator's reconcile
-path imports (``tensorgate.runner``, i.e. kopf, the Kubernetes edge, the gate over REST,
+path imports (``tensorgate.app``, i.e. kopf, the Kubernetes edge, the gate over REST,
 metrics, ledger); the second variant imports TensorFlow on top. Reported as ratios from one
 run, since these machines are noisy. Writes benchmarks/results/footprint.json.
 
@@ -34,8 +34,8 @@ import httpx
 RESULTS = Path(__file__).parent / "results" / "footprint.json"
 PROBE = "import resource, sys; {imports}; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 VARIANTS = {
-    "operator": "import tensorgate.runner",
-    "operator+tensorflow": "import tensorgate.runner; import tensorflow",
+    "operator": "import tensorgate.app",
+    "operator+tensorflow": "import tensorgate.app; import tensorflow",
 }
 
 

@@ -10,6 +10,7 @@ server's own evaluation is exercised by the cluster tests.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import celpy
@@ -32,8 +33,12 @@ def _strict(node: Any) -> Any:
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Fill in schema defaults for absent properties, as the API server does."""
+    """Drop null fields and fill in schema defaults for absent properties, as the API server
+    does (non-nullable nulls are pruned before defaulting)."""
     if isinstance(value, dict) and "properties" in schema:
+        for key in [k for k, v in value.items() if v is None]:  # the API server prunes nulls
+            if not schema["properties"].get(key, {}).get("nullable"):
+                del value[key]
         for key, sub in schema["properties"].items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])
@@ -61,10 +66,21 @@ def _cel_functions() -> dict[str, Any]:
 _ENV = celpy.Environment()
 
 
+@functools.cache
+def _program(rule: str) -> Any:
+    return _ENV.program(_ENV.compile(rule), functions=_cel_functions())
+
+
+@functools.cache
+def _validator() -> tuple[dict[str, Any], jsonschema.Draft4Validator]:
+    schema = openapi_schema()
+    return schema, jsonschema.Draft4Validator(_strict(schema))
+
+
 def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
     errors: list[str] = []
     for rule in schema.get("x-kubernetes-validations", []):
-        program = _ENV.program(_ENV.compile(rule["rule"]), functions=_cel_functions())
+        program = _program(rule["rule"])
         result = program.evaluate({"self": celpy.json_to_cel(value)})
         if result is not True and not (hasattr(result, "__bool__") and bool(result)):
             errors.append(f"{path}: {rule['message']}")
@@ -84,9 +100,8 @@ def _cel_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
 
 def crd_errors(manifest: dict[str, Any]) -> list[str]:
     """Every problem the CRD (schema + CEL) finds in ``manifest``; empty when accepted."""
-    schema = openapi_schema()
+    schema, validator = _validator()  # the schema is generated once per test session
     instance = apply_defaults(schema, copy.deepcopy(manifest))
-    validator = jsonschema.Draft4Validator(_strict(schema))
     errors = [
         ".".join(str(p) for p in e.absolute_path) + ": " + e.message
         for e in validator.iter_errors(instance)

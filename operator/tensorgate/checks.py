@@ -1,9 +1,11 @@
 """The rollout's slow checks, over whatever platform runs the tracks.
 
-Smoke inference and the golden-set comparison talk REST to a track's ready servers (found
-through ``Platform.endpoints``: EndpointSlices in a cluster, processes locally); metric
-checks go through the metrics providers. The same code serves the operator and
-``tensorgate rollout --local``. No TensorFlow is imported here: REST needs only numpy.
+Smoke inference and the golden-set comparison talk to a track's ready servers (found through
+``Platform.endpoints``: EndpointSlices in a cluster, processes locally) over gRPC on TF
+Serving's port 8500 by default, or REST (``spec.serving.gateProtocol: rest``); metric checks
+go through the metrics providers. The same code serves the operator and
+``tensorgate rollout --local``. No TensorFlow is imported here: the gRPC client uses the
+project's own compiled protos.
 """
 
 from __future__ import annotations
@@ -13,19 +15,39 @@ from collections.abc import Mapping
 
 from tensorgate.api.spec import ModelDeploymentSpec
 from tensorgate.api.status import CheckResult, GateStatus
-from tensorgate.errors import ServingError
-from tensorgate.gate.canary import compare
+from tensorgate.errors import EdgeError, ServingError
 from tensorgate.gate.golden import GoldenSet, load_golden
 from tensorgate.gate.report import Check
-from tensorgate.gate.runner import GateConfig, canary_reasons, smoke_reasons
+from tensorgate.gate.runner import (
+    GateConfig,
+    compare_with,
+    gate_status_fields,
+    smoke_reasons,
+    stable_signature_of,
+)
 from tensorgate.gate.smoke import run_smoke
 from tensorgate.metrics.base import MetricsProvider, Target
 from tensorgate.metrics.checks import begin_window, run_checks
 from tensorgate.platform.base import Body, Platform
-from tensorgate.serving.base import ClientOptions
+from tensorgate.platform.kubernetes.manifests import GRPC_PORT, REST_API_TIMEOUT_MS
+from tensorgate.serving.base import ClientOptions, ModelClient, Signature
+from tensorgate.serving.grpc import GrpcModelClient
 from tensorgate.serving.rest import RestModelClient
 
 logger = logging.getLogger(__name__)
+
+
+def grpc_address(platform: Platform, body: Body, track: str, rest_endpoint: str) -> str:
+    """The gRPC ``host:port`` of a server ``Platform.endpoints`` lists by its REST address:
+    the platform's own answer where it has one (local processes pick free ports), else the
+    same host on TF Serving's gRPC port (``--port=8500`` in every serving pod)."""
+    named = getattr(platform, "grpc_target", None)
+    if callable(named):
+        target = named(str(body["metadata"]["name"]), track)
+        if isinstance(target, str) and target:
+            return target
+    host, _, _ = rest_endpoint.rpartition(":")
+    return f"{host or rest_endpoint}:{GRPC_PORT}"
 
 
 def _check(c: Check) -> CheckResult:
@@ -43,14 +65,28 @@ class PlatformChecker:
     ) -> None:
         self._platform = platform
         self._providers = providers
-        self._options = options or ClientOptions(timeout_s=30.0, retries=2, batch_size=256)
+        # A gate request must finish well inside the pods' --rest_api_timeout_in_ms (a
+        # 256-sample batch takes milliseconds): the client gives up at two thirds of it.
+        self._options = options or ClientOptions(
+            timeout_s=REST_API_TIMEOUT_MS / 1000 * 2 / 3, retries=2, batch_size=256
+        )
 
     async def _client(
         self, body: Body, spec: ModelDeploymentSpec, track: str, version: str
-    ) -> RestModelClient:
+    ) -> ModelClient:
         endpoints = await self._platform.endpoints(body, track)
         if not endpoints:
             raise ServingError(f"{track} track has no ready serving endpoints")
+        if spec.serving.gate_protocol == "grpc":
+            finder = getattr(self._platform, "grpc_endpoints", None)
+            found = await finder(body, track) if callable(finder) else []
+            return GrpcModelClient(
+                found[0] if found else grpc_address(self._platform, body, track, endpoints[0]),
+                spec.model.name,
+                version=int(version),
+                signature_name=spec.contract.signature,
+                options=self._options,
+            )
         return RestModelClient(
             f"http://{endpoints[0]}",
             spec.model.name,
@@ -63,10 +99,24 @@ class PlatformChecker:
         if spec.golden_set is None:
             return None
         data = await self._platform.read_golden(body, spec)
-        return load_golden(data, spec.contract, spec.golden_set)
+        return load_golden(data, spec.contract, spec.golden_set, slices=spec.analysis.slices)
+
+    async def _stable_signature(self, body: Body, spec: ModelDeploymentSpec) -> Signature | None:
+        version = str((body.get("status") or {}).get("stableVersion") or "")
+        if not version.isdigit():
+            return None  # the first rollout: nothing to diff against
+        try:
+            stable = await self._client(body, spec, "stable", version)
+        except EdgeError:
+            return None  # no stable endpoint to ask: the diff is left out
+        try:
+            return await stable_signature_of(stable, spec.contract.signature)
+        finally:
+            await stable.aclose()
 
     async def smoke(self, body: Body, spec: ModelDeploymentSpec, track: str) -> GateStatus:
         config = GateConfig.from_spec(spec)
+        stable_signature = await self._stable_signature(body, spec)
         client = await self._client(body, spec, track, spec.model.version)
         try:
             golden = await self._golden(body, spec)
@@ -76,6 +126,7 @@ class PlatformChecker:
                 config.smoke,
                 golden,
                 parity_tolerance=config.parity_tolerance,
+                stable_signature=stable_signature,
             )
         finally:
             await client.aclose()
@@ -85,6 +136,7 @@ class PlatformChecker:
             smoke_passed=report.passed,
             smoke=[_check(c) for c in report.checks],
             reasons=smoke_reasons(report),
+            contract_diff=report.contract_diff.lines() if report.contract_diff else [],
         )
 
     async def compare(self, body: Body, spec: ModelDeploymentSpec, gate: GateStatus) -> GateStatus:
@@ -96,33 +148,11 @@ class PlatformChecker:
         stable = await self._client(body, spec, "stable", stable_version)
         candidate = await self._client(body, spec, "canary", spec.model.version)
         try:
-            output = config.output_name
-            report = await compare(
-                stable,
-                candidate,
-                golden,
-                prediction_output=output,
-                output_spec=config.contract.outputs[output],
-                max_accuracy_drop=config.max_accuracy_drop,
-                confidence=config.confidence,
-            )
+            report = await compare_with(stable, candidate, golden, config)
         finally:
             await stable.aclose()
             await candidate.aclose()
-        return gate.model_copy(
-            update={
-                "compared": True,
-                "decision": "promote" if report.passed else "rollback",
-                "stable_accuracy": report.stable_accuracy,
-                "canary_accuracy": report.candidate_accuracy,
-                "delta": report.drop,
-                "upper_bound": report.upper_bound,
-                "p_value": report.p_value,
-                "samples": report.samples,
-                "agreement": report.agreement,
-                "reasons": canary_reasons(report),
-            }
-        )
+        return gate.model_copy(update=gate_status_fields(report))
 
     async def _targets(self, body: Body, spec: ModelDeploymentSpec) -> tuple[Target, Target]:
         canary = Target.of(body, spec, "canary", await self._platform.endpoints(body, "canary"))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from tensorgate.api.crd import Yaml11SafeDumper
+from tensorgate.api.manifest_io import load_manifests
 from tensorgate.api.spec import parse_resource
 from tensorgate.errors import ConfigError, SpecError
+from tensorgate.redact import redact
 from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 
 app = typer.Typer(
@@ -27,16 +28,18 @@ EXIT_BAD_INPUT = 2
 
 
 def read_documents(paths: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield (where, document) for every YAML document in the files ('-' is stdin)."""
-    for path in paths:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
-        for index, doc in enumerate(yaml.safe_load_all(text)):
-            if doc is None:
-                continue
-            where = f"{path}#{index}" if path != "-" else f"<stdin>#{index}"
-            if not isinstance(doc, dict):
-                raise SpecError([f"{where}: a YAML document must be a mapping"])
-            yield where, doc
+    """Yield (where, document) for every YAML document in the files ('-' is stdin).
+
+    Reading is bounded (size, nesting, alias expansion; see ``api.manifest_io``); a problem
+    raises ``SpecError``."""
+    for doc in load_manifests(paths):
+        yield doc.where, doc.body
+
+
+def _bad_input(problems: list[str]) -> typer.Exit:
+    for line in problems:
+        typer.echo(redact(line).replace("\n", "\\n"), err=True)  # one problem, one line
+    return typer.Exit(EXIT_BAD_INPUT)
 
 
 def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
@@ -50,12 +53,10 @@ def _load_valid(paths: list[str]) -> list[dict[str, Any]]:
                 docs.append(doc)
             except SpecError as exc:
                 problems.extend(f"{where}: {line}" for line in exc.errors)
-    except (OSError, yaml.YAMLError, SpecError) as exc:
-        problems.append(str(exc))
+    except SpecError as exc:
+        problems.extend(exc.errors)
     if problems:
-        for line in problems:
-            typer.echo(line, err=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise _bad_input(problems)
     return docs
 
 
@@ -153,8 +154,13 @@ def golden_source_options(params: Mapping[str, Any]) -> GoldenSourceOptions:
 
 @app.command()
 def validate(filename: FileOpt) -> None:
-    """Check ModelDeployment manifests; print field errors and exit 2 when invalid."""
-    _load_valid(filename)
+    """Check ModelDeployment manifests; print field errors and exit 2 when invalid (and warn
+    when a local golden set is too small to ever promote)."""
+    from tensorgate.commands.plan import manifest_warnings
+
+    for doc in _load_valid(filename):
+        for warning in manifest_warnings(parse_resource(doc)):
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -171,10 +177,15 @@ def render(
     objects: list[dict[str, Any]] = []
     for doc in _load_valid(filename):
         objects.extend(render_objects(doc))
-    if output == "json":
-        typer.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
-    else:
-        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+    try:
+        if output == "json":
+            items = {"apiVersion": "v1", "kind": "List", "items": objects}
+            text = json.dumps(items, indent=2, allow_nan=False) + "\n"
+        else:
+            text = yaml.dump_all(objects, Dumper=Yaml11SafeDumper, sort_keys=False)
+    except (TypeError, ValueError, yaml.YAMLError) as exc:  # a value JSON cannot hold
+        raise _bad_input([f"render: a value cannot be written as {output} ({exc})"]) from None
+    typer.echo(text, nl=False)
 
 
 @app.command()
@@ -229,7 +240,7 @@ def run(
     """Run the operator (uses the in-cluster ServiceAccount, else KUBECONFIG)."""
     import asyncio
 
-    from tensorgate.runner import configure_logging, run_operator
+    from tensorgate.app import configure_logging, run_operator
     from tensorgate.settings import Settings
 
     prometheus = prometheus_options(ctx.params)
@@ -292,7 +303,7 @@ def rollout(
 
     from rich.console import Console
 
-    from tensorgate.local import TimelineEntry, run_local_rollout
+    from tensorgate.local_rollout import TimelineEntry, run_local_rollout
 
     if not local:
         typer.echo(
@@ -309,8 +320,10 @@ def rollout(
         if not as_json:
             checks = f"  [{'; '.join(e.checks)}]" if e.checks else ""
             err.print(
-                f"{e.at_s:7.1f}s  v{e.version:<4} {e.phase:<13} {e.weight:>3}%  "
-                f"{e.message}{checks}",
+                redact(
+                    f"{e.at_s:7.1f}s  v{e.version:<4} {e.phase:<13} {e.weight:>3}%  "
+                    f"{e.message}{checks}"
+                ),
                 markup=False,
                 highlight=False,
             )
@@ -328,12 +341,9 @@ def rollout(
             )
         )
     except SpecError as exc:
-        for line in exc.errors:
-            typer.echo(line, err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
+        raise _bad_input(exc.errors) from exc
     except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from exc
+        raise _bad_input([str(exc)]) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -359,7 +369,11 @@ def _register_optional_commands() -> None:
     that is missing is an error (a silent skip once hid ``history`` and ``revert``)."""
     import importlib
 
-    for module in ("tensorgate.gate.commands", "tensorgate.ledger.commands"):
+    for module in (
+        "tensorgate.commands.gate",
+        "tensorgate.commands.plan",
+        "tensorgate.commands.history",
+    ):
         importlib.import_module(module).register(app)
 
 

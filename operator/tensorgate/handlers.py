@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,22 @@ from tensorgate.settings import Settings
 # annotation of ours (tensorgate.dev/command) is a change kopf reports.
 KOPF_PREFIX = f"kopf.{GROUP}"
 EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class ApiBackoffs:
+    """kopf's request retries (``settings.networking.error_backoffs``), its watch included.
+    kopf's default (8 waits, 54 s) ends the watch, and with it the operator, when the API
+    server is away for a minute (a restart, an etcd outage); these wait 1, 1, 2, 3, 5 s and
+    then every 10 s, up to about 11 minutes. Re-iterable: kopf iterates it once per request."""
+
+    FIRST_S = (1.0, 1.0, 2.0, 3.0, 5.0)
+    EVERY_S, THEN = 10.0, 64
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.FIRST_S
+        yield from itertools.repeat(self.EVERY_S, self.THEN)
+
+
 # What the API server answers for a write into a namespace being deleted.
 TERMINATING = "because it is being terminated"
 
@@ -164,6 +181,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = memo.settings.request_timeout_s * 3
+        settings.networking.error_backoffs = ApiBackoffs()
         # Restricted mode: no cluster-wide CRD/namespace scans, so RBAC stays minimal.
         settings.scanning.disabled = True
         ours: Settings = memo.settings
@@ -240,6 +258,8 @@ async def drive(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
     """The driver of one object: decide, write, sleep what the engine asked, or until woken
     (at most the resync interval). Never raises: errors back off and are retried."""
     resync_s = memo.settings.reconcile_interval_s
+    with contextlib.suppress(EdgeError):
+        await recover_unrecorded(memo, state, path, logger)
     while True:
         state.wake.clear()
         try:
@@ -289,22 +309,84 @@ async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> f
             logger.info("a new command arrived: the check in progress is cancelled")
             return 0
         outcome: Outcome = deciding.result()
-    old = dict(fresh.get("status") or {})
-    changes = status_patch(old, outcome.status)
-    if changes:
-        is_written, written = await _write_status(client, path, fresh, changes)
-        if not is_written:
-            logger.info("status changed under us (resourceVersion conflict): deciding again")
-            state.body = None  # read it afresh
-            return 0
-        version = ((written or {}).get("metadata") or {}).get("resourceVersion")
-        state.written = str(version) if version else None
-        state.body = written if version else None
-        await record(memo, fresh, old, outcome, logger)
+    old = {k: v for k, v in (fresh.get("status") or {}).items() if k != UNRECORDED}
+    new = {k: v for k, v in outcome.status.items() if k != UNRECORDED}
+    changes = status_patch(old, new)
+    if not changes and not outcome.events:
+        return outcome.requeue_s
+    # The decision goes to status together with what is still to record about it, so an
+    # operator killed after this write and before the ledger and the Event loses neither.
+    changes[UNRECORDED] = {
+        "previous": old,
+        "events": [
+            {"reason": str(e.reason), "message": e.message, "warning": e.warning}
+            for e in outcome.events
+        ],
+    }
+    is_written, written = await _write_status(client, path, fresh, changes)
+    if not is_written:
+        logger.info("status changed under us (resourceVersion conflict): deciding again")
+        state.body = None  # read it afresh
+        return 0
+    version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+    state.written = str(version) if version else None
+    state.body = written if version else None
+    await _record_and_post(
+        memo, state, path, fresh, old, Outcome(new, outcome.events, None), logger
+    )
+    return outcome.requeue_s
+
+
+UNRECORDED = "unrecorded"
+
+
+async def _record_and_post(
+    memo: Any,
+    state: ObjectState,
+    path: str,
+    fresh: dict[str, Any],
+    old: dict[str, Any],
+    outcome: Outcome,
+    logger: Any,
+) -> None:
+    """Ledger and gauges of a written decision, ``status.unrecorded`` cleared, then its
+    Events. In this order a restart never posts an Event twice (it is posted only after the
+    record is cleared) and never loses a ledger row (the ledger drops a replayed one)."""
+    await record(memo, fresh, old, outcome, logger)
+    client: KubeClient = memo.state["client"]
+    done = await client.patch(f"{path}/status", {"status": {UNRECORDED: None}})
+    version = ((done or {}).get("metadata") or {}).get("resourceVersion")
+    state.written = str(version) if version else state.written
+    state.body = done if version else None
     for event in outcome.events:
         logger.info("%s: %s", event.reason, event.message)
         _post(fresh, event)
-    return outcome.requeue_s
+
+
+async def recover_unrecorded(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
+    """When a driver starts: a decision written by an operator that died before recording it
+    is recorded now (the ledger ignores a transition it already has)."""
+    client: KubeClient = memo.state["client"]
+    fresh = await client.get(path)
+    pending = ((fresh or {}).get("status") or {}).get(UNRECORDED)
+    if fresh is None or not pending:
+        return
+    current = {k: v for k, v in (fresh.get("status") or {}).items() if k != UNRECORDED}
+    events = [
+        Event(Reason(e["reason"]), e.get("message", ""), bool(e.get("warning")))
+        for e in pending.get("events") or []
+        if e.get("reason") in {r.value for r in Reason}
+    ]
+    logger.info("recording a decision its operator wrote but did not record")
+    await _record_and_post(
+        memo,
+        state,
+        path,
+        fresh,
+        dict(pending.get("previous") or {}),
+        Outcome(current, events, None),
+        logger,
+    )
 
 
 async def _write_status(

@@ -15,7 +15,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
-from tensorgate.api.spec import ModelDeploymentSpec, parse_duration_s, parse_spec
+from tensorgate.api.spec import (
+    ModelDeploymentSpec,
+    metadata_problems,
+    parse_duration_s,
+    parse_spec,
+)
 from tensorgate.api.status import CheckResult, GateStatus, ModelDeploymentStatus
 from tensorgate.engine.conditions import ConditionChange, merge_conditions
 from tensorgate.engine.effects import CommandRequest
@@ -136,10 +141,13 @@ class Reconciler:
         generation = int(meta.get("generation") or 1)
         status = ModelDeploymentStatus.model_validate(body.get("status") or {})
         now = self._clock.now()
+        problems = metadata_problems(meta)  # child names must fit: <name>-canary <= 63
         try:
             spec = parse_spec(body.get("spec"))
         except SpecError as exc:
-            new = invalid_spec_status(status, exc, generation, now)
+            problems = [*problems, *exc.errors]
+        if problems:
+            new = invalid_spec_status(status, SpecError(problems), generation, now)
             notes: list[Event] = []
             if (status.message or "") != new.message:
                 notes.append(Event(Reason.INVALID_SPEC, new.message or "", warning=True))

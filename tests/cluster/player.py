@@ -3,9 +3,14 @@
 kwok runs the test cluster's nodes and reports TF Serving pods (label
 ``app.kubernetes.io/name=tfserving``) Running with a pod IP in 127.0.0.0/8, but not Ready
 (tests/cluster/tfserving-stage.yaml). For each such pod the player starts the project's local
-serving backend as a subprocess on ``podIP:8500`` (gRPC) and ``podIP:8501`` (REST), serving the
-model the pod's args name (``--model_name``, ``--model_base_path`` mapped through a URI map to
-a local folder) pinned to the pod's ``tensorgate.dev/version`` label. When the backend prints
+serving backend as a subprocess on ``podIP:8500`` (gRPC) and ``podIP:8501`` (REST), serving what
+real TF Serving would: the pod's ``--model_config_file``, read from the ConfigMap volume that
+holds it (``base_path`` mapped through a URI map to a local folder), which wins over
+``--model_name`` / ``--model_base_path`` as in TF Serving's ``model_servers/main.cc`` and
+``server.cc``; so a wrong generated model config fails the tests. The pod's
+``--rest_api_timeout_in_ms``, ``--enable_grpc_healthcheck_service`` and
+``--enable_serialization_as_tensor_content`` are passed on. A pod without a config file is
+served from ``--model_name`` / ``--model_base_path`` pinned to its ``tensorgate.dev/version``. When the backend prints
 its ready line the player sets the pod's ``Ready`` and ``ContainersReady`` conditions and every
 ``containerStatuses[].ready`` (read the pod, modify, PUT the whole status to ``pods/status``),
 as a passing readiness probe would. A backend that fails to load leaves its pod unready (the
@@ -35,8 +40,10 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -50,7 +57,7 @@ import yaml
 
 from tensorgate.errors import KubeAPIError
 from tensorgate.platform.kubernetes.client import KubeClient
-from tensorgate.serving.local import READY_WORD
+from tensorgate.serving.backend import READY_WORD
 
 log = logging.getLogger("tests.cluster.player")
 
@@ -103,6 +110,57 @@ def map_uri(uri: str, uri_map: Mapping[str, str]) -> str:
 
 def _arg(args: list[str], flag: str) -> str | None:
     return next((a.split("=", 1)[1] for a in args if a.startswith(f"--{flag}=")), None)
+
+
+PASSED_FLAGS = (
+    "rest_api_timeout_in_ms",
+    "enable_grpc_healthcheck_service",
+    "enable_serialization_as_tensor_content",
+)
+_BASE_PATH = re.compile(r'(base_path:\s*")([^"]*)(")')
+_VERSION = re.compile(r"specific\s*\{\s*versions:\s*([0-9]+)")
+
+
+def config_map_file(pod: Mapping[str, Any], path: str) -> tuple[str, str] | None:
+    """(ConfigMap name, key) of the pod volume that holds ``path`` in its first container."""
+    folder, _, key = path.rpartition("/")
+    container = pod["spec"]["containers"][0]
+    mount = next(
+        (v for v in container.get("volumeMounts") or [] if v["mountPath"].rstrip("/") == folder),
+        None,
+    )
+    if mount is None:
+        return None
+    volume = next((v for v in pod["spec"].get("volumes") or [] if v["name"] == mount["name"]), {})
+    name = (volume.get("configMap") or {}).get("name")
+    return (str(name), key) if name else None
+
+
+def map_model_config(text: str, uri_map: Mapping[str, str]) -> tuple[str, list[str], str | None]:
+    """The model config with every ``base_path`` mapped to its local folder; also the local
+    folders and the pinned version (None when the config pins none)."""
+    folders: list[str] = []
+
+    def local(match: re.Match[str]) -> str:
+        folders.append(map_uri(match[2], uri_map))
+        return f"{match[1]}{folders[-1]}{match[3]}"
+
+    mapped = _BASE_PATH.sub(local, text)
+    version = _VERSION.search(text)
+    return mapped, folders, version[1] if version else None
+
+
+def _write_config(text: str) -> str:
+    handle, path = tempfile.mkstemp(prefix="tensorgate-player-", suffix=".config")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    return path
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
 
 
 def _now() -> str:
@@ -191,6 +249,7 @@ class PodPlayer:
         self.backends: dict[str, Backend] = {}
         self.failures: dict[str, str] = {}  # pod key -> why its backend did not load
         self.started_total = 0
+        self._config_files: list[str] = []
         self._client: KubeClient | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -240,10 +299,13 @@ class PodPlayer:
         container = pod["spec"]["containers"][0]
         args = list(container.get("args") or [])
         name, base = _arg(args, "model_name"), _arg(args, "model_base_path")
+        config_path = _arg(args, "model_config_file")
         version = (pod["metadata"].get("labels") or {}).get(VERSION_LABEL)
-        if not (name and base and version):
+        if config_path is None and not (name and base and version):
             self._record_failure(
-                key, f"needs --model_name, --model_base_path and label {VERSION_LABEL}"
+                key,
+                f"needs --model_config_file, or --model_name, --model_base_path and "
+                f"label {VERSION_LABEL}",
             )
             return
         # A pod IP freed by a deleted pod may be handed to a new one: its old server goes first.
@@ -251,22 +313,30 @@ class PodPlayer:
             if other.ip == ip:
                 log.info("pod IP %s reused: stopping the backend of %s", ip, other_key)
                 await self.backends.pop(other_key).stop()
-        local = map_uri(base, self.uri_map)
-        if not await asyncio.to_thread(Path(local, version).is_dir):
-            # What TF Serving would log before its readiness probe fails forever.
-            self._record_failure(key, f"no version {version} under {local} (model URI {base})")
-            return
+        passed = [f"--{flag}={value}" for flag in PASSED_FLAGS if (value := _arg(args, flag))]
         cmd = [
             self._python,
             "-m",
-            "tensorgate.serving.local",
-            f"--model-name={name}",
-            f"--model-base-path={local}",
+            "tensorgate.serving.backend",
             f"--host={ip}",
-            f"--rest-port={REST_PORT}",
-            f"--grpc-port={GRPC_PORT}",
-            f"--version={version}",
+            f"--rest_api_port={REST_PORT}",
+            f"--port={GRPC_PORT}",
+            *passed,
         ]
+        if config_path is not None:
+            served = await self._model_config(key, pod, config_path)
+            if served is None:
+                return
+            config_file, local, version = served
+            cmd += [f"--model_name={name or 'default'}", f"--model_config_file={config_file}"]
+        else:
+            assert base is not None and version is not None
+            local = map_uri(base, self.uri_map)
+            cmd += [f"--model_name={name}", f"--model_base_path={local}", f"--version={version}"]
+        if version and not await asyncio.to_thread(Path(local, version).is_dir):
+            # What TF Serving would log before its readiness probe fails forever.
+            self._record_failure(key, f"no version {version} under {local} (model URI {base})")
+            return
         log.info("pod %s: serving %s v%s from %s on %s", key, name, version, local, ip)
         process = await asyncio.create_subprocess_exec(
             *cmd,
@@ -283,6 +353,31 @@ class PodPlayer:
         ]
         self.backends[key] = backend
         self.started_total += 1
+
+    async def _model_config(
+        self, key: str, pod: dict[str, Any], path: str
+    ) -> tuple[str, str, str | None] | None:
+        """The pod's model config, from its ConfigMap, written locally with mapped base
+        paths: (local config file, local model folder, pinned version); None when the pod
+        cannot start (recorded as its failure, as a kubelet would leave it)."""
+        assert self._client is not None
+        where = config_map_file(pod, path)
+        if where is None:
+            self._record_failure(key, f"--model_config_file {path}: no ConfigMap volume holds it")
+            return None
+        namespace = pod["metadata"]["namespace"]
+        cm = await self._client.get(f"/api/v1/namespaces/{namespace}/configmaps/{where[0]}")
+        text = ((cm or {}).get("data") or {}).get(where[1])
+        if text is None:
+            self._record_failure(key, f"ConfigMap {where[0]} has no key {where[1]}")
+            return None
+        mapped, folders, version = map_model_config(text, self.uri_map)
+        if len(folders) != 1:
+            self._record_failure(key, f"{path}: {len(folders)} models; the player serves one")
+            return None
+        local_path = await asyncio.to_thread(_write_config, mapped)
+        self._config_files.append(local_path)
+        return local_path, folders[0], version
 
     async def _read_stdout(self, backend: Backend) -> None:
         assert backend.process.stdout is not None
@@ -350,6 +445,8 @@ class PodPlayer:
     async def close(self) -> None:
         backends, self.backends = list(self.backends.values()), {}
         await asyncio.gather(*(b.stop() for b in backends), return_exceptions=True)
+        await asyncio.to_thread(_remove, self._config_files)
+        self._config_files.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the TensorGate test cluster: etcd, kube-apiserver (RBAC, audit log), kube-controller-manager,
 # kube-scheduler and the kwok controller as local processes run by kwokctl, all on 127.0.0.1;
-# then applies crds/ and the simulated nodes and waits until the nodes take pods.
+# then starts tests/cluster/supervise.sh (restarts a component that exits, as a kubelet would),
+# applies crds/ and the simulated nodes and waits until the nodes take pods.
 # Writes the kubeconfig to .cluster/kubeconfig. Re-running it on a running cluster only re-applies.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -53,6 +54,9 @@ options:
   kubeAuthorization: true
   kubeAuditPolicy: $CLUSTER_DIR/audit-policy.yaml
 componentsPatches:
+- name: kube-apiserver
+  extraArgs:  # the default 10.0.0.0/24 holds 254 Services; the load test creates 500+
+  - {key: service-cluster-ip-range, value: 10.96.0.0/16}
 - name: kwok-controller
   extraArgs:
   - {key: manage-all-nodes, value: "false", override: true}
@@ -73,6 +77,15 @@ YAML
   echo "creating cluster $CLUSTER_NAME ($K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION) in $KWOK_WORKDIR"
   kwokctl create cluster --name "$CLUSTER_NAME" --config "$config" --timeout "${WAIT_TIMEOUT}s" \
     --kubeconfig=""   # leave ~/.kube/config alone
+fi
+
+# A kubelet restarts static pods that exit; supervise.sh does that for the components.
+supervisor_pid=$KWOK_WORKDIR/clusters/$CLUSTER_NAME/supervisor.pid
+if ! { [[ -r $supervisor_pid ]] && kill -0 "$(<"$supervisor_pid")" 2>/dev/null; }; then
+  rm -f "$KWOK_WORKDIR/clusters/$CLUSTER_NAME/supervisor.hold"
+  setsid nohup bash "$CLUSTER_DIR/supervise.sh" \
+    >>"$KWOK_WORKDIR/clusters/$CLUSTER_NAME/logs/supervisor.log" 2>&1 </dev/null &
+  echo $! > "$supervisor_pid"
 fi
 
 kwokctl get kubeconfig --name "$CLUSTER_NAME" > "$KUBECONFIG_OUT.tmp" && mv "$KUBECONFIG_OUT.tmp" "$KUBECONFIG_OUT"

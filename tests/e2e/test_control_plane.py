@@ -127,7 +127,11 @@ async def test_generation_moves_with_spec_and_status_goes_through_subresource(
             if e["verb"] in {"patch", "update"} and e["objectRef"].get("resource") == PLURAL
         ]
         assert any(e["objectRef"].get("subresource") == "status" for e in writes), writes
-        assert all(e["responseStatus"]["code"] < 400 for e in writes), writes
+        # Status is written with its resourceVersion: the test's own writes above make some
+        # of the operator's writes conflict (409), which it answers by reading again.
+        codes = [e["responseStatus"]["code"] for e in writes]
+        assert all(code < 400 or code == 409 for code in codes), writes
+        assert codes[-1] < 400, writes
 
 
 def _audit(cluster: Cluster, user: str, namespace: str) -> list[dict[str, Any]] | None:

@@ -82,13 +82,15 @@ async def test_cluster_weights_in_status_equal_served_pod_shares(
     await wait_phase(kube, "Promoted", version=GOOD, timeout_s=180)
     await kube.apply_md(_gpu_manifest(model_repo, CANDIDATE))
     seen: set[int] = set()
+    last: list[Any] = []
 
     async def settled() -> bool:
         md = await kube.get_md(NAME) or {}
         status = md.get("status") or {}
+        pods = await _ready_pods(kube)
+        last[:] = [status.get("phase"), status.get("canaryWeight"), pods, status.get("message")]
         if status.get("phase") != "Progressing":
             return False
-        pods = await _ready_pods(kube)
         total = pods["stable"] + pods["canary"]
         if total != 2:
             return False  # pods still moving between the tracks
@@ -97,7 +99,12 @@ async def test_cluster_weights_in_status_equal_served_pod_shares(
             seen.add(share)
         return seen == {50, 100}
 
-    await eventually(settled, timeout_s=180, every_s=0.3, what="weights 50 and 100 served")
+    try:
+        await eventually(settled, timeout_s=180, every_s=0.3, what="weights 50 and 100 served")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; seen {seen}; last (phase, weight, pods, message) {last}"
+        ) from None
     await wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=180)
 
 

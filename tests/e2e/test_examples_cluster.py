@@ -31,7 +31,7 @@ async def test_example_mnist_gpu_is_ready_on_gpu_nodes(
         # The Secret the example names; a real kubelet would not start the pods without it.
         cluster.kubectl(
             "create", "secret", "generic", "gcs-reader", "-n", "ml",
-            "--from-literal=GOOGLE_APPLICATION_CREDENTIALS=/var/run/secrets/gcs/key.json",
+            "--from-literal=key.json={\"type\": \"service_account\"}",
         )  # fmt: skip
         await start_operator(namespaces=("ml",))
         applied = cluster.kubectl("apply", "-f", str(EXAMPLE))

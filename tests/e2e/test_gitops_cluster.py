@@ -103,4 +103,6 @@ async def test_cluster_kubectl_wait_and_argocd_health_follow_a_rollout(
     _apply(cluster, kube, model_repo, GOOD)
     md = await _wait_observed(cluster, kube)
     health, message = run_health(md)
-    assert health == "Healthy" and f"back at stable {GOOD}" in message, (message, md["status"])
+    # The engine takes a spec back at the stable revision as Promoted (what the spec says).
+    assert md["status"]["phase"] == "Promoted", md["status"]
+    assert health == "Healthy" and f"version {GOOD} serving" in message, (message, md["status"])

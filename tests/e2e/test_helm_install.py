@@ -188,13 +188,19 @@ class Release:
         return md
 
     def wait_command_consumed(self) -> dict[str, Any]:
+        """The object once status.lastCommand acknowledges the command annotation's id (the
+        annotation stays: nothing erases a newer command)."""
+
         def probe() -> dict[str, Any] | None:
             self.check_operator()
             md = self.model()
-            return None if COMMAND_ANNOTATION in (md["metadata"].get("annotations") or {}) else md
+            annotations = md["metadata"].get("annotations") or {}
+            wanted = annotations.get(f"{COMMAND_ANNOTATION}-id")
+            last = (md.get("status") or {}).get("lastCommand") or {}
+            return md if wanted and last.get("id") == wanted else None
 
         md: dict[str, Any] = wait_sync(
-            probe, timeout_s=30, every_s=0.3, what=f"{COMMAND_ANNOTATION} consumed"
+            probe, timeout_s=30, every_s=0.3, what=f"{COMMAND_ANNOTATION} acknowledged"
         )
         return md
 
@@ -301,7 +307,8 @@ def test_helm_operator_rolls_out_and_obeys_kubectl_plugin(
 
     # First version: straight to stable once its pod is Ready (the pod player serves it).
     md = release.wait_status(phase="Promoted", stableVersion="1")
-    assert md["metadata"]["finalizers"] == [f"{GROUP}/finalizer"]
+    # No finalizer: the garbage collector removes the children, the operator needs none.
+    assert f"{GROUP}/finalizer" not in (md["metadata"].get("finalizers") or [])
     ns = ["-n", MODEL_NAMESPACE]
     assert release.tracks() == ["stable"]
     assert release.get_json("service", "-l", f"tensorgate.dev/model={MODEL}", *ns)["items"]
@@ -335,7 +342,8 @@ def test_helm_operator_rolls_out_and_obeys_kubectl_plugin(
     stable = md["status"]["stableVersion"]
     assert "rollback requested" in release.plugin("abort", MODEL).stdout
     md = release.wait_status(phase="RolledBack", stableVersion=stable)
-    assert COMMAND_ANNOTATION not in (md["metadata"].get("annotations") or {})
+    assert md["status"]["lastCommand"]["name"] == "abort"
+    assert md["status"]["lastCommand"]["result"] == "Applied"
     degraded = next(c for c in md["status"]["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "Aborted"), degraded
     wait_sync(lambda: release.tracks() == ["stable"], timeout_s=30, what="canary deleted")

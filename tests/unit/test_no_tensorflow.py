@@ -19,7 +19,7 @@ print(json.dumps(sorted({{m for m in sys.modules if m.split(".")[0] in {forbidde
 @pytest.mark.parametrize(
     "modules",
     [
-        "tensorgate.handlers, tensorgate.runner, tensorgate.cli",
+        "tensorgate.handlers, tensorgate.app, tensorgate.cli",
         "tensorgate.kubectl_plugin",
     ],
     ids=["operator", "kubectl-plugin"],

@@ -156,3 +156,16 @@ async def test_reconcile_invalid_spec_reports_every_field_once() -> None:
     assert len(first.events) == 1
     again = await r.reconcile({**bad, "status": first.status})
     assert again.events == [] and again.status == first.status
+
+
+async def test_reconcile_name_too_long_for_its_children_is_invalid_spec() -> None:
+    """The API server takes a 60-character name; its Deployment <name>-canary would not fit 63,
+    so the operator reports it (Ready=False, InvalidSpec) and creates nothing."""
+    platform = FakePlatform()
+    r = Reconciler(platform, {"replicas": FakeRouter()}, ScriptedChecker(), StepClock())
+    body = body_for("1", {}, 1)
+    body["metadata"]["name"] = "m" * 60
+    outcome = await r.reconcile(body)
+    assert outcome.status["phase"] == "Failed"
+    assert "metadata.name: 60 characters" in outcome.status["message"]
+    assert platform.calls == []

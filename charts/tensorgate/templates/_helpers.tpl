@@ -78,13 +78,13 @@ The rules the operator needs in every namespace it serves: exactly the calls it 
 Peering rules are added by the callers (their scope depends on watchNamespaces).
 */}}
 {{- define "tensorgate.rules" -}}
-# kopf lists and watches ModelDeployments; the operator re-reads one (get) before each tick;
-# kopf patches its annotations (progress, diff base, consumed tensorgate.dev/command) and its
-# finalizer (tensorgate.dev/finalizer, added because of the reconcile timer).
+# kopf lists and watches ModelDeployments (the watch drives every object); the operator
+# re-reads one (get) before each decision. Nothing writes the object itself: no kopf
+# annotations, no finalizer, and commands are acknowledged in status.
 - apiGroups: ["tensorgate.dev"]
   resources: ["modeldeployments"]
-  verbs: ["get", "list", "watch", "patch"]
-# The status is written once per tick through the status subresource.
+  verbs: ["get", "list", "watch"]
+# The status is written after every decision through the status subresource.
 - apiGroups: ["tensorgate.dev"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]

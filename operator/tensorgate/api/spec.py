@@ -9,16 +9,29 @@ same manifests.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Mapping
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
-from pydantic.config import JsonDict
+from pydantic.config import JsonDict, JsonValue
 
 from tensorgate.errors import SpecError
+from tensorgate.redact import redact
 
 GROUP = "tensorgate.dev"
 VERSION = "v1alpha1"
@@ -34,8 +47,40 @@ GOLDEN_URI_MESSAGE = (
 )
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 DEFAULT_SERVING_IMAGE = "tensorflow/serving:2.19.0-gpu"
+DEFAULT_S3_FETCH_IMAGE = "amazon/aws-cli:2.17.0"
+MAX_ACCURACY_DROP_LIMIT = 0.3
+"""Largest ``analysis.maxAccuracyDrop``: where the gate's exact size is proven (engine.stats)."""
+MAX_CONFIDENCE = 0.999
+"""Largest ``analysis.confidence`` (idem)."""
+
+DNS_1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service name: a DNS label that starts with a letter."""
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Secret, ConfigMap, ServiceAccount or RuntimeClass name (at most 253 characters)."""
+CONFIG_MAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+LONGEST_CHILD_SUFFIX = "-canary"
+"""The longest suffix a child object's name gets (``<name>-canary``, ``<name>-stable``)."""
+MAX_NAME_LENGTH = 63 - len(LONGEST_CHILD_SUFFIX)
+URI_PATTERN = r"^(gs://|s3://|pvc://|/)[A-Za-z0-9._~/@%+=,:-]*$"
+"""Characters a model or golden-set URI may hold: nothing that needs quoting in TF Serving's
+model config text (no quotes, backslashes, spaces, braces or control characters)."""
+MAX_URI_LENGTH = 1024
+MAX_QUERY_LENGTH = 4096
+MAX_DURATION_LENGTH = 32
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_DURATION = "168h"
+QUANTITY_PATTERN = (
+    r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]{1,3})?$"
+)
+"""A non-negative Kubernetes resource quantity (``500m``, ``2``, ``1.5Gi``, ``1e3``)."""
+MAX_QUANTITY_LENGTH = 32
+INT64_MAX = 2**63 - 1
+QUERY_PLACEHOLDERS = ("model", "namespace", "track", "interval")
+"""The ``{{name}}`` placeholders a metric query may use (metrics/templates.py fills them)."""
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_QUERY_PATTERN = r"^([^{]|\{[^{]|\{\{\s*(" + "|".join(QUERY_PLACEHOLDERS) + r")\s*\}\})*\{?$"
+"""A query in which every ``{{`` opens one of the allowed placeholders (the CRD's pattern)."""
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -43,9 +88,25 @@ _DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 def parse_duration_s(text: str) -> float:
     """Parse a Go-style duration (``90s``, ``1m30s``, ``500ms``) into seconds."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 30s, 5m, 1h30m)")
+    if len(text) > MAX_DURATION_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(
+            f"invalid duration {short_repr(text)} (expected e.g. 30s, 5m, 1h30m; "
+            f"at most {MAX_DURATION})"
+        )
     return sum(float(n) * _DURATION_UNITS_S[u] for n, u in _DURATION_PART.findall(text))
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 80
+_SHORT.maxother = 80
+_SHORT.maxlevel = 3
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+
+
+def short_repr(value: Any) -> str:
+    """A bounded ``repr`` for error messages: a 100 KB string or a deep value stays one line,
+    and a password in a URL is masked."""
+    return redact(_SHORT.repr(value))
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -69,7 +130,90 @@ class _Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+def _bounded_duration(text: str) -> str:
+    if parse_duration_s(text) > MAX_DURATION_S:
+        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION}")
+    return text
+
+
+Duration = Annotated[
+    str,
+    Strict(),
+    Field(
+        pattern=DURATION_PATTERN,
+        max_length=MAX_DURATION_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(f"duration(self) <= duration('{MAX_DURATION}')", f"at most {MAX_DURATION}")
+            ]
+        },
+    ),
+    AfterValidator(_bounded_duration),
+]
+Int = Annotated[int, Strict()]
+"""An integer field: ``true``, ``2.0`` and ``"2"`` are refused (the CRD says integer)."""
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+"""A number field: finite; ``true`` is refused."""
+Bool = Annotated[bool, Strict()]
+"""A boolean field: ``"yes"`` and ``1`` are refused."""
+
+
+def _uri(uri: str) -> str:
+    """Allowed schemes, safe characters, no ``..`` segment (model and golden-set URIs)."""
+    if not uri.startswith(URI_SCHEMES):
+        raise ValueError(
+            f"must start with gs://, s3://, pvc:// or / (got {short_repr(uri)}; "
+            "file://, http:// and relative paths are not allowed)"
+        )
+    if uri.startswith(("gs://", "s3://", "pvc://")) and "@" in uri.split("/")[2]:
+        raise ValueError(
+            "must not hold credentials (user:password@); put them in a Secret and name it in "
+            "serving.credentialsSecret"
+        )
+    if not re.fullmatch(URI_PATTERN, uri):
+        bad = sorted({c for c in uri if not re.fullmatch(r"[A-Za-z0-9._~/@%+=,:-]", c)})
+        raise ValueError(
+            f"contains characters that are not allowed in a URI: {short_repr(''.join(bad))} "
+            "(use letters, digits and . _ ~ / @ % + = , : -; percent-encode the rest)"
+        )
+    if ".." in uri.split("/"):
+        raise ValueError(f"must not contain a '..' segment (got {short_repr(uri)})")
+    if uri.startswith("pvc://") and len(uri[len("pvc://") :].split("/", 1)[0]) == 0:
+        raise ValueError("pvc:// needs a claim name: pvc://claim/path")
+    return uri
+
+
+_DOTDOT_CEL = _cel("!self.matches('(^|/)[.][.](/|$)')", "must not contain a '..' segment")
+_NO_CREDENTIALS_CEL = _cel(
+    "!self.matches('^[a-z0-9]+://[^/]*@')",
+    "must not hold credentials (user:password@); name a Secret instead",
+)
+_URI_CEL: list[JsonValue] = [
+    _cel(
+        " || ".join(f"self.startsWith('{s}')" for s in URI_SCHEMES),
+        "must start with gs://, s3://, pvc:// or /",
+    ),
+    _DOTDOT_CEL,
+    _NO_CREDENTIALS_CEL,
+]
+
+
+def _quantity(value: Any) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(
+            f"must be a quantity: an integer or a string such as 500m or 1.5Gi "
+            f"(got {short_repr(value)})"
+        )
+    if isinstance(value, int):
+        if not 0 <= value <= INT64_MAX:
+            raise ValueError(f"must be a quantity >= 0 (got {short_repr(value)})")
+        return value
+    if len(value) > MAX_QUANTITY_LENGTH or not re.fullmatch(QUANTITY_PATTERN, value):
+        raise ValueError(
+            f"not a Kubernetes quantity >= 0 (got {short_repr(value)}; "
+            "expected e.g. 2, 500m, 1.5Gi)"
+        )
+    return value
 
 
 class DType(StrEnum):
@@ -109,28 +253,18 @@ class ModelRef(_Model):
         description="Model base path: gs://bucket/path, s3://bucket/path, pvc://claim/path, "
         "or an absolute path inside the serving image.",
         min_length=1,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    " || ".join(f"self.startsWith('{s}')" for s in URI_SCHEMES),
-                    "must start with gs://, s3://, pvc:// or /",
-                )
-            ]
-        },
+        max_length=MAX_URI_LENGTH,
+        json_schema_extra={"pattern": URI_PATTERN, "x-kubernetes-validations": _URI_CEL},
     )
 
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, uri: str) -> str:
-        if not uri.startswith(URI_SCHEMES):
-            raise ValueError("must start with gs://, s3://, pvc:// or /")
-        if uri.startswith("pvc://") and len(uri[len("pvc://") :].split("/", 1)[0]) == 0:
-            raise ValueError("pvc:// needs a claim name: pvc://claim/path")
-        return uri
+        return _uri(uri)
 
 
 class GPUSpec(_Model):
-    count: int = Field(
+    count: Int = Field(
         default=1,
         ge=0,
         le=64,
@@ -152,12 +286,23 @@ class Toleration(_Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all effects."
     )
-    toleration_seconds: int | None = Field(
+    toleration_seconds: Int | None = Field(
         default=None, description="How long a NoExecute taint is tolerated."
     )
 
 
-Quantity = Annotated[int | str, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+Quantity = Annotated[
+    int | str,
+    PlainValidator(_quantity, json_schema_input_type=int | str),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+            "maxLength": MAX_QUANTITY_LENGTH,
+        }
+    ),
+]
 
 
 class ResourceRequirements(_Model):
@@ -176,8 +321,8 @@ class ServingSpec(_Model):
         min_length=1,
         description="TF Serving image; use a -gpu tag when gpu.count > 0.",
     )
-    replicas: int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
-    max_surge: int = Field(
+    replicas: Int = Field(default=1, ge=1, le=100, description="Serving pods of the stable track.")
+    max_surge: Int = Field(
         default=1,
         ge=1,
         le=100,
@@ -196,24 +341,59 @@ class ServingSpec(_Model):
         default=None, description="Pod affinity rules, passed through unchanged."
     )
     runtime_class_name: str | None = Field(
-        default=None, description="RuntimeClass for the serving pods (e.g. nvidia)."
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="RuntimeClass for the serving pods (e.g. nvidia).",
     )
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements, description="CPU/memory requests and limits."
     )
     credentials_secret: str | None = Field(
         default=None,
-        description="Secret whose keys become environment variables of the serving container "
-        "(e.g. AWS_ACCESS_KEY_ID for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://).",
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="Secret with the model store's credentials. For gs:// it must hold the "
+        "service-account key file under gcsKeyFileKey; it is mounted read-only and "
+        "GOOGLE_APPLICATION_CREDENTIALS points at it. For s3:// its keys (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, optional AWS_REGION / AWS_ENDPOINT_URL) become the environment "
+        "of the init container that fetches the model.",
+    )
+    gcs_key_file_key: str = Field(
+        default="key.json",
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_MAP_KEY_PATTERN,
+        description="Key of credentialsSecret that holds the GCS service-account JSON key.",
     )
     service_account_name: str | None = Field(
-        default=None, description="ServiceAccount of the serving pods (workload identity)."
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="ServiceAccount of the serving pods: Workload Identity for gs:// (no key "
+        "file) or IRSA for s3://; the alternative to credentialsSecret.",
+    )
+    gate_protocol: Literal["grpc", "rest"] = Field(
+        default="grpc",
+        description="How the operator's gate talks to the serving pods: gRPC on port 8500 "
+        "(default; float16 and uint16 tensors work) or REST on 8501.",
+    )
+    startup_timeout: Duration = Field(
+        default="30m",
+        description="How long a serving pod may take to load its model before liveness "
+        "applies (the startupProbe's budget; TF Serving opens no port until loaded).",
+    )
+    s3_fetch_image: str = Field(
+        default=DEFAULT_S3_FETCH_IMAGE,
+        min_length=1,
+        description="Pinned image of the init container that copies an s3:// model version "
+        "into an emptyDir (TF Serving 2.7+ has no S3 filesystem); needs the aws CLI.",
     )
 
 
 class TensorSpec(_Model):
     dtype: DType = Field(description="Element type the signature declares.")
-    shape: list[Annotated[int, Field(ge=-1)]] = Field(
+    shape: list[Annotated[int, Strict(), Field(ge=-1)]] = Field(
         min_length=1,
         max_length=8,
         description="Dimensions; -1 is any size. The first dimension is the batch (-1).",
@@ -238,8 +418,18 @@ class ContractSpec(_Model):
 
 
 class ConfigMapKeyRef(_Model):
-    name: str = Field(min_length=1, description="ConfigMap name in the resource's namespace.")
-    key: str = Field(min_length=1, description="binaryData key holding the .npz file.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="ConfigMap name in the resource's namespace.",
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_MAP_KEY_PATTERN,
+        description="binaryData key holding the .npz file.",
+    )
 
 
 class GoldenSetSpec(_Model):
@@ -255,18 +445,23 @@ class GoldenSetSpec(_Model):
     )
     uri: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=MAX_URI_LENGTH,
         description="Location of the labelled .npz, read by the operator itself: "
         "s3://bucket/key or gs://bucket/key (credentials from credentialsSecret, else the "
         "operator's workload identity), or an absolute path inside the operator pod. "
         "pvc:// is refused: a claim in the model's namespace cannot be mounted into the "
         "operator's pod; copy the set to object storage or a ConfigMap (configMapRef).",
         json_schema_extra={
+            "pattern": URI_PATTERN,
             "x-kubernetes-validations": [
                 _cel(
                     " || ".join(f"self.startsWith('{s}')" for s in GOLDEN_URI_SCHEMES),
                     GOLDEN_URI_MESSAGE,
-                )
-            ]
+                ),
+                _DOTDOT_CEL,
+                _NO_CREDENTIALS_CEL,
+            ],
         },
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
@@ -291,13 +486,21 @@ class GoldenSetSpec(_Model):
         default=None,
         description="Contract output the predicted class is read from; default: the first.",
     )
-    max_samples: int | None = Field(
+    max_samples: Int | None = Field(
         default=None, ge=1, description="Use at most this many samples (deterministic prefix)."
     )
-    parity_tolerance: float = Field(
+    parity_tolerance: Float = Field(
         default=1e-3,
         ge=0,
         description="Largest allowed |served - expected_<output>| for training/serving parity.",
+    )
+    unlabeled: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Prefix of a second set of arrays in the same .npz: recent production "
+        "inputs without labels, one array <prefix><input name> per contract input. Both "
+        "models score them; their prediction agreement gets an exact lower confidence bound "
+        "(see analysis.minAgreement).",
     )
 
     @field_validator("uri")
@@ -305,7 +508,7 @@ class GoldenSetSpec(_Model):
     def _golden_uri_scheme(cls, uri: str | None) -> str | None:
         if uri is not None and not uri.startswith(GOLDEN_URI_SCHEMES):
             raise ValueError(GOLDEN_URI_MESSAGE)
-        return uri
+        return None if uri is None else _uri(uri)  # characters, '..', no credentials
 
     @model_validator(mode="after")
     def _one_source(self) -> GoldenSetSpec:
@@ -315,13 +518,13 @@ class GoldenSetSpec(_Model):
 
 
 class SmokeSpec(_Model):
-    batch_size: int = Field(default=8, ge=2, le=1024, description="The N of the batch-N check.")
-    batch_tolerance: float = Field(
+    batch_size: Int = Field(default=8, ge=2, le=1024, description="The N of the batch-N check.")
+    batch_tolerance: Float = Field(
         default=1e-4,
         ge=0,
         description="Largest allowed difference between a sample scored alone and in a batch.",
     )
-    probability_tolerance: float = Field(
+    probability_tolerance: Float = Field(
         default=1e-3, ge=0, description="Largest allowed |sum(probabilities) - 1| per row."
     )
     timeout: Duration = Field(default="60s", description="Deadline for all smoke calls.")
@@ -367,16 +570,31 @@ class MetricCheck(_Model):
     )
     query: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
         description="PromQL returning one value; templated with {{model}}, {{namespace}}, "
         "{{track}} and {{interval}}.",
+        json_schema_extra={"pattern": _QUERY_PATTERN},
     )
-    min: float | None = Field(default=None, description="Fail when the value is below.")
-    max: float | None = Field(default=None, description="Fail when the value is above.")
-    max_increase_over_stable: float | None = Field(
+    min: Float | None = Field(default=None, description="Fail when the value is below.")
+    max: Float | None = Field(default=None, description="Fail when the value is above.")
+    max_increase_over_stable: Float | None = Field(
         default=None,
         ge=0,
         description="Fail when canary - stable exceeds this (same query on both tracks).",
     )
+
+    @field_validator("query")
+    @classmethod
+    def _placeholders(cls, query: str | None) -> str | None:
+        if query is None:
+            return None
+        unknown = sorted(set(PLACEHOLDER_RE.findall(query)) - set(QUERY_PLACEHOLDERS))
+        if unknown or not re.fullmatch(_QUERY_PATTERN, query):
+            got = ", ".join("{{" + u + "}}" for u in unknown) or "a stray '{{'"
+            allowed = ", ".join("{{" + p + "}}" for p in QUERY_PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {short_repr(got)} (allowed: {allowed})")
+        return query
 
     @model_validator(mode="after")
     def _shape(self) -> MetricCheck:
@@ -406,21 +624,78 @@ def _default_metrics() -> list[MetricCheck]:
     ]
 
 
-Step = Annotated[int, Field(ge=1, le=100)]
+Step = Annotated[int, Strict(), Field(ge=1, le=100)]
 
 
 class AnalysisSpec(_Model):
-    max_accuracy_drop: float = Field(
+    max_accuracy_drop: Float = Field(
         default=0.02,
         ge=0,
-        le=1,
-        description="Largest accepted accuracy loss vs stable (non-inferiority margin).",
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss vs stable (non-inferiority margin), in "
+        "[0, 0.3]. The candidate is promoted only when the one-sided upper confidence bound of "
+        "stable accuracy - candidate accuracy is at most this. Above 0.3 the exact "
+        "false-promotion guarantee is not proven (and such a margin is no gate).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.0 && self <= 0.3",
+                    "must be in [0, 0.3]: the exact false-promotion guarantee holds there",
+                )
+            ]
+        },
     )
-    confidence: float = Field(
+    confidence: Float = Field(
         default=0.95,
         ge=0.5,
-        lt=1,
-        description="Confidence of the one-sided upper bound on the accuracy drop.",
+        le=MAX_CONFIDENCE,
+        description="One-sided confidence of the upper bound on the accuracy drop, in "
+        "[0.5, 0.999]: 0.95 means at most 5% of candidates truly worse by maxAccuracyDrop are "
+        "promoted (exactly, not asymptotically; see tensorgate plan for the samples it needs).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self >= 0.5 && self <= 0.999",
+                    "must be in [0.5, 0.999]: it is one-sided, 0.95 = 5% false promotions",
+                )
+            ]
+        },
+    )
+    min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Optional absolute floor: the candidate's golden-set accuracy must be at "
+        "least this, whatever the stable model scores.",
+    )
+    slices: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Golden-set array of slice ids (class, country, device...): every slice "
+        "with minSliceSupport samples is tested for a drop above maxSliceAccuracyDrop, with "
+        "Holm's correction across slices (an equal candidate is flagged at most "
+        "1 - confidence of the time).",
+    )
+    max_slice_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ACCURACY_DROP_LIMIT,
+        description="Largest accepted accuracy loss within a slice; default: maxAccuracyDrop.",
+    )
+    min_slice_support: int = Field(
+        default=30, ge=1, description="Slices with fewer golden samples are reported, not tested."
+    )
+    decide_on_slices: bool = Field(
+        default=False,
+        description="Roll back when a slice test flags a slice; false: report it as a warning.",
+    )
+    min_agreement: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Roll back unless the one-sided lower confidence bound (exact, at "
+        "confidence) of the two models' prediction agreement on goldenSet.unlabeled is at "
+        "least this.",
     )
     steps: list[Step] = Field(
         default_factory=lambda: [10, 25, 50, 100],
@@ -440,7 +715,7 @@ class AnalysisSpec(_Model):
     interval: Duration = Field(
         default="60s", description="Time at each step before its metric checks are judged."
     )
-    failure_limit: int = Field(
+    failure_limit: Int = Field(
         default=1, ge=1, le=100, description="Failed checks that trigger a rollback."
     )
     readiness_timeout: Duration = Field(
@@ -452,7 +727,7 @@ class AnalysisSpec(_Model):
         "of a step's analysis past its interval); crossing it rolls back, or pauses when "
         "rollback.automatic is false.",
     )
-    max_edge_errors: int = Field(
+    max_edge_errors: Int = Field(
         default=5,
         ge=1,
         le=1000,
@@ -500,7 +775,7 @@ class TrafficSpec(_Model):
 
 
 class RollbackSpec(_Model):
-    automatic: bool = Field(
+    automatic: Bool = Field(
         default=True,
         description="Roll back as soon as a check fails; false pauses for a human instead.",
     )
@@ -525,7 +800,7 @@ class ModelDeploymentSpec(_Model):
     rollback: RollbackSpec = Field(
         default_factory=RollbackSpec, description="What happens when a check fails."
     )
-    paused: bool = Field(default=False, description="Hold the rollout at its current step.")
+    paused: Bool = Field(default=False, description="Hold the rollout at its current step.")
 
     @model_validator(mode="after")
     def _cross_fields(self) -> ModelDeploymentSpec:
@@ -562,6 +837,7 @@ _EXPECTED = {
     "list_type": "a list",
     "model_type": "a mapping",
     "extra_forbidden": "no such field",
+    "finite_number": "a finite number",
 }
 
 
@@ -587,9 +863,20 @@ def _path(loc: tuple[int | str, ...], root: str) -> str:
             parts[-1] += f"[{item}]"
         elif item in {"function-after", "function-before"} or "[" in str(item):
             continue
+        elif not re.fullmatch(r"[A-Za-z0-9_./-]{1,63}", str(item)):
+            parts[-1] += f"[{short_repr(item)}]"  # a key with spaces, newlines, 100 KB...
         else:
             parts.append(str(item))
     return ".".join(parts)
+
+
+_PATTERN_NAMES = {
+    DNS_SUBDOMAIN_PATTERN: "a DNS subdomain such as 'gcs-key' (lower-case letters, digits, "
+    "'-' and '.')",
+    DNS_LABEL_PATTERN: "a DNS label such as 'mnist' (lower-case letters, digits and '-')",
+    DURATION_PATTERN: "a duration such as 30s, 5m or 1h30m",
+    CONFIG_MAP_KEY_PATTERN: "a ConfigMap key such as 'golden.npz' (letters, digits, '-', '_', '.')",
+}
 
 
 def _expected(err: Mapping[str, Any]) -> str:
@@ -609,6 +896,10 @@ def _expected(err: Mapping[str, Any]) -> str:
         return f"one of {ctx.get('expected')}"
     if kind == "literal_error":
         return f"one of {ctx.get('expected')}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_NAMES:
+        return _PATTERN_NAMES[str(ctx.get("pattern"))]
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
     if kind == "string_pattern_mismatch":
         return f"a string matching {ctx.get('pattern')}"
     if kind in {"too_short", "string_too_short"}:
@@ -626,15 +917,22 @@ def _format_error(err: Mapping[str, Any], root: str) -> str:
     if err["type"] == "missing":
         return f"{path}: required field is missing (expected {_expected(err)})"
     if err["type"] == "extra_forbidden":
-        return f"{path}: unknown field (got {err['input']!r}; remove it or check the spelling)"
+        return (
+            f"{path}: unknown field (got {short_repr(err['input'])}; "
+            "remove it or check the spelling)"
+        )
     got = err.get("input")
     what = _WHAT.get(err["type"], str(err["msg"]).lower())
-    return f"{path}: {what} (got {got!r}; expected {_expected(err)})"
+    hint = ""
+    if isinstance(got, bool) and err["type"] in {"int_type", "float_type", "string_type"}:
+        hint = "; YAML reads yes/no/on/off/true/false as booleans: quote it or use a number"
+    return f"{path}: {what} (got {short_repr(got)}; expected {_expected(err)}{hint})"
 
 
 def format_validation_error(exc: ValidationError, root: str = "spec") -> list[str]:
     """One line per problem: ``spec.field.path: what is wrong (got X; expected Y)``."""
-    return [_format_error(e, root) for e in exc.errors(include_url=False)]
+    lines = [_format_error(e, root) for e in exc.errors(include_url=False)]
+    return list(dict.fromkeys(lines))  # a union's branches can report the same line twice
 
 
 def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
@@ -647,16 +945,59 @@ def parse_spec(spec: Mapping[str, Any] | None) -> ModelDeploymentSpec:
         raise SpecError(format_validation_error(exc)) from exc
 
 
+TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+def metadata_problems(meta: Any) -> list[str]:
+    """What is wrong with a manifest's ``metadata`` (name, namespace), one line each.
+
+    The name becomes the Service ``<name>`` and the Deployments and Services
+    ``<name>-stable`` / ``<name>-canary``: a DNS-1035 label of at most 63 characters each.
+    """
+    if not isinstance(meta, Mapping):
+        return [f"metadata: must be a mapping with a name (got {short_repr(meta)})"]
+    problems: list[str] = []
+    name = meta.get("name")
+    if not isinstance(name, str) or not re.fullmatch(DNS_1035_LABEL_PATTERN, name):
+        problems.append(
+            f"metadata.name: got {short_repr(name)}; expected a DNS label that starts with a "
+            "letter (lower-case letters, digits and '-'), such as 'mnist'"
+        )
+    elif len(name) > MAX_NAME_LENGTH:
+        problems.append(
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH} (the operator "
+            f"names child objects <name>{LONGEST_CHILD_SUFFIX}, which must fit 63)"
+        )
+    namespace = meta.get("namespace")
+    if namespace is not None and (
+        not isinstance(namespace, str)
+        or len(namespace) > 63
+        or not re.fullmatch(DNS_LABEL_PATTERN, namespace)
+    ):
+        problems.append(
+            f"metadata.namespace: got {short_repr(namespace)}; expected a DNS label such as 'ml'"
+        )
+    return problems
+
+
 def parse_resource(body: Mapping[str, Any]) -> ModelDeploymentSpec:
     """Parse a whole ModelDeployment manifest (apiVersion, kind, metadata, spec)."""
+    if not isinstance(body, Mapping):
+        raise SpecError([f"a manifest must be a mapping (got {type(body).__name__})"])
     problems: list[str] = []
     if body.get("apiVersion") != API_VERSION:
-        problems.append(f"apiVersion: got {body.get('apiVersion')!r}; expected {API_VERSION!r}")
+        problems.append(
+            f"apiVersion: got {short_repr(body.get('apiVersion'))}; expected {API_VERSION!r}"
+        )
     if body.get("kind") != KIND:
-        problems.append(f"kind: got {body.get('kind')!r}; expected {KIND!r}")
-    name = (body.get("metadata") or {}).get("name")
-    if not name or not re.fullmatch(DNS_LABEL_PATTERN, str(name)):
-        problems.append(f"metadata.name: got {name!r}; expected a DNS label such as 'mnist'")
+        problems.append(f"kind: got {short_repr(body.get('kind'))}; expected {KIND!r}")
+    problems.extend(metadata_problems(body.get("metadata")))
+    for key in body:
+        if key not in TOP_LEVEL_FIELDS:
+            problems.append(
+                f"top-level field {short_repr(key)}: unknown (expected only "
+                f"{', '.join(TOP_LEVEL_FIELDS)}; check the indentation)"
+            )
     try:
         spec = parse_spec(body.get("spec"))
     except SpecError as exc:

@@ -38,6 +38,45 @@ class CheckResult(_Status):
     value: float | None = Field(default=None, description="Observed value, when numeric.")
 
 
+class SliceVerdict(_Status):
+    slice: str = Field(description="Slice id (a value of the analysis.slices array).")
+    n: int = Field(description="Golden-set samples in the slice.")
+    b: int = Field(description="Samples only the stable model classified correctly.")
+    c: int = Field(description="Samples only the candidate classified correctly.")
+
+
+class VerdictRecord(_Status):
+    """What the accuracy verdict was decided from: ``tensorgate.engine.stats.replay_verdict``
+    recomputes the decision from ``to_dict()`` alone."""
+
+    n: int = Field(description="Paired golden-set samples scored.")
+    b: int = Field(description="Samples only the stable model classified correctly.")
+    c: int = Field(description="Samples only the candidate classified correctly.")
+    confidence: float = Field(description="One-sided confidence of the bound.")
+    margin: float = Field(description="maxAccuracyDrop, the non-inferiority margin.")
+    method: str = Field(description="Test method, e.g. tango-score-cc.")
+    checks_passed: bool = Field(
+        default=True, description="Whether every other canary check passed."
+    )
+    slices: list[SliceVerdict] = Field(
+        default_factory=list, description="Per-slice discordant counts (analysis.slices)."
+    )
+    slice_margin: float | None = Field(default=None, description="maxSliceAccuracyDrop.")
+    min_slice_support: int | None = Field(
+        default=None, description="Slices with fewer samples are not tested."
+    )
+    decide_on_slices: bool = Field(
+        default=False, description="Whether the slice tests could roll back."
+    )
+    unlabeled_samples: int | None = Field(
+        default=None, description="Unlabeled production inputs both models scored."
+    )
+    unlabeled_agreed: int | None = Field(
+        default=None, description="Of those, how many got the same predicted class."
+    )
+    min_agreement: float | None = Field(default=None, description="analysis.minAgreement.")
+
+
 class GateStatus(_Status):
     version: str | None = Field(default=None, description="Candidate version judged.")
     revision: str | None = Field(default=None, description="Candidate revision judged.")
@@ -47,6 +86,11 @@ class GateStatus(_Status):
         default=None, description="Whether the golden-set comparison has run."
     )
     reasons: list[str] = Field(default_factory=list, description="Why it failed, in words.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What makes the verdict weak even when it passed (a golden set too small "
+        "to ever promote, a stable model scoring near chance).",
+    )
     stable_accuracy: float | None = Field(default=None, description="Stable accuracy.")
     canary_accuracy: float | None = Field(default=None, description="Candidate accuracy.")
     delta: float | None = Field(default=None, description="stable - candidate accuracy.")
@@ -58,7 +102,20 @@ class GateStatus(_Status):
     )
     samples: int | None = Field(default=None, description="Golden-set samples scored.")
     agreement: float | None = Field(default=None, description="Prediction agreement.")
+    method: str | None = Field(default=None, description="Test method of the accuracy gate.")
+    verdict: VerdictRecord | None = Field(
+        default=None, description="The numbers the accuracy verdict was decided from."
+    )
     smoke: list[CheckResult] = Field(default_factory=list, description="Smoke checks.")
+    contract_diff: list[str] = Field(
+        default_factory=list,
+        description="How the candidate's served signature differs from the stable model's "
+        "(inputs/outputs added, removed or renamed; dtype, rank or fixed dimensions changed).",
+    )
+    canary_checks: list[CheckResult] = Field(
+        default_factory=list,
+        description="Canary checks (finite outputs, minAccuracy, slices, agreement).",
+    )
 
 
 class HistoryEntry(_Status):
@@ -86,6 +143,22 @@ class CommandStatus(_Status):
     result: Literal["Applied", "Ignored"] = Field(description="Applied or Ignored.")
     message: str = Field(default="", description="What the command did, or why not.")
     at: str = Field(description="When the command was handled (RFC 3339).")
+
+
+class PendingEvent(_Status):
+    reason: str = Field(description="Event reason.")
+    message: str = Field(default="", description="Event message.")
+    warning: bool = Field(default=False, description="A Warning Event (else Normal).")
+
+
+class UnrecordedDecision(_Status):
+    """A decision written to status whose ledger row and Event may not be written yet: a
+    restarted operator writes them from here (the ledger ignores a replayed transition)."""
+
+    previous: dict[str, Any] = Field(
+        default_factory=dict, description="The status the decision was taken from."
+    )
+    events: list[PendingEvent] = Field(default_factory=list, description="Its Events.")
 
 
 class ModelDeploymentStatus(_Status):
@@ -133,3 +206,8 @@ class ModelDeploymentStatus(_Status):
         default_factory=list, description="The last 10 rollouts, newest first."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
+    unrecorded: UnrecordedDecision | None = Field(
+        default=None,
+        description="The last decision until its ledger row and Event are written (an "
+        "operator killed in between writes them when it starts again).",
+    )

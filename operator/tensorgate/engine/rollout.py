@@ -567,9 +567,19 @@ def _evaluating(
             Reason.ACCURACY_GATE_FAILED,
             "; ".join(gate.reasons) or "accuracy gate failed",
         )
-    return _start_progress(
+    passed = _start_progress(
         status, obs, stable_rev, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate)
     )
+    if gate.warnings and passed.event is not None:
+        # A gate that passed with warnings (a stable model near chance, a golden set that
+        # could hardly ever promote) says so where people look: a Warning Event.
+        warned = Event(
+            Reason.ACCURACY_GATE_PASSED,
+            f"{passed.event.message}; warnings: {'; '.join(gate.warnings)}",
+            warning=True,
+        )
+        return Decision(passed.status, passed.effects, warned, passed.conditions, passed.requeue_s)
+    return passed
 
 
 def _paused(

@@ -6,27 +6,128 @@ prediction output: ``argmax`` for probabilities/logits of width > 1, a threshold
 non-inferiority test of ``tensorgate.engine.stats``: the candidate passes iff the one-sided
 upper confidence bound of ``stable_accuracy - candidate_accuracy`` is at most
 ``maxAccuracyDrop``. Agreement and the classes whose recall fell by more than the margin are
-reported to help a human see *what* changed; they do not decide.
+reported to help a human see *what* changed; they do not decide (with ten classes an equal
+candidate's recall falls by more than a small margin in some class almost every time).
+
+Labels are checked against the output's classes before anything is compared (a negative
+label, or one at or above the output's width, names its rows). ``minAccuracy`` is an absolute
+floor for the candidate. A stable model that does not beat the majority-class rate with
+confidence, or a golden set too small to ever promote, gives a warning: such a golden set
+cannot tell a good candidate from a broken one, so it must not look like a passed gate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from tensorgate.api.spec import OutputKind, TensorSpec
-from tensorgate.engine.stats import noninferiority
+from tensorgate.engine.agreement import agreement_lower_bound
+from tensorgate.engine.slices import SliceCounts, SliceTest, slice_tests
+from tensorgate.engine.stats import minimum_samples, noninferiority, normal_ppf
 from tensorgate.errors import ConfigError
 from tensorgate.gate.golden import GoldenSet
 from tensorgate.gate.report import CanaryReport, Check, ClassRecallChange
 from tensorgate.serving.base import ModelClient, predict_batched
 
-__all__ = ["compare", "predicted_classes", "recall_changes"]
+__all__ = [
+    "accuracy_warnings",
+    "check_labels",
+    "compare",
+    "output_classes",
+    "predicted_classes",
+    "recall_changes",
+    "size_warning",
+    "slice_counts",
+    "slice_message",
+]
 
 MAX_RECALL_CHANGES = 20
+MAX_ROWS_NAMED = 10
+
+
+def output_classes(spec: TensorSpec, width: int | None = None) -> int | None:
+    """How many classes an output can predict: its width (2 for a width-1 score), ``None``
+    for ``classIds`` or when the width is not known (``width``: the served width, else the
+    contract's fixed last dimension)."""
+    if spec.kind in (OutputKind.CLASS_IDS, OutputKind.REGRESSION):
+        return None
+    if spec.kind is None and ("int" in str(spec.dtype)):
+        return None  # read as class ids, like predicted_classes does
+    if width is None:
+        if len(spec.shape) != 2 or spec.shape[-1] < 1:
+            return None
+        width = spec.shape[-1]
+    return 2 if width == 1 else width
+
+
+def check_labels(labels: np.ndarray, classes: int | None, name: str = "labels") -> None:
+    """Raise ``ConfigError`` naming the rows whose label is negative or not a class id."""
+    bad = labels < 0 if classes is None else (labels < 0) | (labels >= classes)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    shown = ", ".join(f"row {int(r)}: {int(labels[r])}" for r in rows[:MAX_ROWS_NAMED])
+    more = f" (+{rows.size - MAX_ROWS_NAMED} more)" if rows.size > MAX_ROWS_NAMED else ""
+    allowed = (
+        "must be >= 0"
+        if classes is None
+        else f"must be in [0, {classes - 1}] (the output has {classes} classes)"
+    )
+    raise ConfigError(
+        f"golden set: {rows.size} of {labels.size} {name} {allowed}: {shown}{more}; "
+        "fix the labels or goldenSet.output"
+    )
+
+
+def size_warning(samples: int, margin: float, confidence: float) -> str | None:
+    """A warning when even two identical models cannot promote on ``samples`` samples."""
+    if margin <= 0.0:
+        return (
+            f"maxAccuracyDrop {margin} can never promote: a zero margin is never proven; "
+            "see tensorgate plan"
+        )
+    needed = minimum_samples(margin, confidence)
+    if samples >= needed:
+        return None
+    return (
+        f"golden set of {samples} samples can never promote at maxAccuracyDrop {margin}, "
+        f"confidence {confidence}: even identical models need >= {needed} (tensorgate plan)"
+    )
+
+
+def _wilson_lower(successes: int, n: int, confidence: float) -> float:
+    z = normal_ppf(confidence)
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n))
+
+
+def accuracy_warnings(labels: np.ndarray, stable_right: np.ndarray, confidence: float) -> list[str]:
+    """Warn when the stable model is not shown (one-sided Wilson bound at ``confidence``) to
+    beat always answering the golden set's most frequent label."""
+    n = int(labels.size)
+    values, counts = np.unique(labels, return_counts=True)
+    majority = float(counts.max()) / n
+    correct = int(stable_right.sum())
+    lower = _wilson_lower(correct, n, confidence)
+    warnings = []
+    if values.size == 1:
+        warnings.append(
+            f"golden set has a single label ({int(values[0])}): it cannot measure accuracy"
+        )
+    if lower <= majority:
+        warnings.append(
+            f"stable model scores near chance on the golden set: accuracy {correct / n:.4f} "
+            f"(lower bound {lower:.4f}) <= majority-class rate {majority:.4f}; a golden set "
+            "the stable model cannot solve cannot tell a good candidate from a broken one"
+        )
+    return warnings
 
 
 def predicted_classes(output: np.ndarray, spec: TensorSpec, name: str = "output") -> np.ndarray:
@@ -83,6 +184,48 @@ def recall_changes(
     return tuple(changes[:MAX_RECALL_CHANGES])
 
 
+def slice_counts(
+    slices: np.ndarray, stable_right: np.ndarray, candidate_right: np.ndarray
+) -> list[SliceCounts]:
+    """Each slice's paired table, slices in sorted order."""
+    only_stable = stable_right & ~candidate_right
+    only_candidate = ~stable_right & candidate_right
+    out = []
+    for sid in np.unique(slices):
+        mask = slices == sid
+        out.append(
+            SliceCounts(
+                str(sid),
+                int(mask.sum()),
+                int(only_stable[mask].sum()),
+                int(only_candidate[mask].sum()),
+            )
+        )
+    return out
+
+
+def slice_message(tests: list[SliceTest], margin: float, confidence: float, support: int) -> str:
+    """One line: the flagged slices (largest drop first) or how many were tested."""
+    tested = [t for t in tests if t.tested]
+    flagged = sorted((t for t in tests if t.flagged), key=lambda t: (-t.drop, t.slice))
+    untested = len(tests) - len(tested)
+    scope = (
+        f"{len(tested)} of {len(tests)} slices tested"
+        + (f" ({untested} below minSliceSupport {support})" if untested else "")
+        + f", Holm at confidence {confidence}"
+    )
+    if not flagged:
+        return f"no slice lost more than maxSliceAccuracyDrop {margin}: {scope}"
+    shown = ", ".join(
+        f"{t.slice} drop {t.drop:.4f} (n={t.n}, p={t.p_value:.3g})" for t in flagged[:5]
+    )
+    more = f" (+{len(flagged) - 5} more)" if len(flagged) > 5 else ""
+    return (
+        f"{len(flagged)} slice(s) lost more than maxSliceAccuracyDrop {margin}: "
+        f"{shown}{more}; {scope}"
+    )
+
+
 def _finite_check(name: str, who: str, output: np.ndarray) -> Check:
     arr = np.asarray(output)
     if arr.dtype.kind not in "fc":
@@ -98,6 +241,26 @@ def _finite_check(name: str, who: str, output: np.ndarray) -> Check:
     return Check(f"{who}-finite", True, f"{who} output {name} is finite on the golden set")
 
 
+async def _agreement(
+    stable: ModelClient,
+    candidate: ModelClient,
+    golden: GoldenSet,
+    output: str,
+    spec: TensorSpec,
+) -> tuple[int, int] | None:
+    """(agreed, scored) on the unlabeled production inputs, or None without them."""
+    if golden.unlabeled is None:
+        return None
+    outs = await asyncio.gather(
+        predict_batched(stable, golden.unlabeled), predict_batched(candidate, golden.unlabeled)
+    )
+    for who, out in zip(("stable", "candidate"), outs, strict=True):
+        if output not in out:
+            raise ConfigError(f"{who} model does not answer output {output!r} on unlabeled")
+    ps, pc = (predicted_classes(out[output], spec, output) for out in outs)
+    return int(np.sum((ps == pc) & (ps >= 0))), int(ps.size)
+
+
 async def compare(
     stable: ModelClient,
     candidate: ModelClient,
@@ -109,10 +272,16 @@ async def compare(
     confidence: float,
     candidate_outputs: Mapping[str, np.ndarray] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    min_accuracy: float | None = None,
+    slice_margin: float | None = None,
+    min_slice_support: int = 30,
+    decide_on_slices: bool = False,
+    min_agreement: float | None = None,
 ) -> CanaryReport:
     """Score both models (the candidate only if its outputs are not given) and compare."""
     if golden.labels is None:
         raise ConfigError("golden set: the canary comparison needs labels")
+    check_labels(golden.labels, output_classes(output_spec))
     started = time.perf_counter()
 
     async def score(client: ModelClient) -> Mapping[str, np.ndarray]:
@@ -125,6 +294,7 @@ async def compare(
     stable_out, cand_out = await asyncio.gather(
         score(stable), given() if candidate_outputs is not None else score(candidate)
     )
+    unlabeled = await _agreement(stable, candidate, golden, prediction_output, output_spec)
     for who, out in (("stable", stable_out), ("candidate", cand_out)):
         if prediction_output not in out:
             raise ConfigError(
@@ -137,6 +307,8 @@ async def compare(
                 f"{golden.size} golden samples"
             )
 
+    width = int(np.asarray(stable_out[prediction_output]).reshape(golden.size, -1).shape[1])
+    check_labels(golden.labels, output_classes(output_spec, width))
     checks = []
     if candidate_outputs is None:  # smoke did not already check the candidate's golden outputs
         checks.append(_finite_check(prediction_output, "candidate", cand_out[prediction_output]))
@@ -153,11 +325,54 @@ async def compare(
     result = noninferiority(b, c, n, max_accuracy_drop, confidence)
     if not stable_finite.passed:
         checks.append(Check("stable-finite", True, f"warning: {stable_finite.message}"))
+    candidate_accuracy = float(cand_right.mean())
+    if min_accuracy is not None:
+        relation = ">=" if candidate_accuracy >= min_accuracy else "<"
+        checks.append(
+            Check(
+                "min-accuracy",
+                candidate_accuracy >= min_accuracy,
+                f"candidate accuracy {candidate_accuracy:.4f} {relation} minAccuracy "
+                f"{min_accuracy}",
+            )
+        )
+    warnings = accuracy_warnings(labels, stable_right, confidence)
+    too_small = size_warning(n, max_accuracy_drop, confidence)
+    if too_small is not None:
+        warnings.insert(0, too_small)
+    slices: tuple[SliceTest, ...] = ()
+    margin_s = max_accuracy_drop if slice_margin is None else slice_margin
+    if golden.slices is not None:
+        counts = slice_counts(golden.slices, stable_right, cand_right)
+        tests = slice_tests(
+            counts, margin=margin_s, confidence=confidence, min_support=min_slice_support
+        )
+        slices = tuple(tests)
+        message = slice_message(tests, margin_s, confidence, min_slice_support)
+        if decide_on_slices:
+            checks.append(Check("slices", not any(t.flagged for t in tests), message))
+        elif any(t.flagged for t in tests):
+            warnings.append(f"{message} (reported only: decideOnSlices is false)")
+    if unlabeled is not None:
+        agreed, total = unlabeled
+        lower = agreement_lower_bound(agreed, total, confidence)
+        if min_agreement is not None:
+            relation = ">=" if lower >= min_agreement else "<"
+            checks.append(
+                Check(
+                    "agreement",
+                    lower >= min_agreement,
+                    f"agreement on {total} unlabeled samples {agreed / total:.4f} (lower bound "
+                    f"{lower:.4f}) {relation} minAgreement {min_agreement}",
+                )
+            )
+    elif min_agreement is not None:
+        raise ConfigError("analysis.minAgreement needs goldenSet.unlabeled (production inputs)")
     return CanaryReport(
         ran=True,
         samples=n,
         stable_accuracy=float(stable_right.mean()),
-        candidate_accuracy=float(cand_right.mean()),
+        candidate_accuracy=candidate_accuracy,
         drop=result.drop,
         upper_bound=result.upper_bound,
         p_value=result.p_value,
@@ -167,7 +382,16 @@ async def compare(
         candidate_only_correct=c,
         agreement=float(np.mean(ps == pc)),
         method=result.method,
+        non_inferior=result.is_non_inferior,
         recall_changes=recall_changes(labels, ps, pc, max_accuracy_drop),
         checks=tuple(checks),
+        warnings=tuple(warnings),
+        slices=slices,
+        slice_margin=margin_s if golden.slices is not None else None,
+        min_slice_support=min_slice_support if golden.slices is not None else None,
+        decide_on_slices=decide_on_slices and golden.slices is not None,
+        unlabeled_samples=unlabeled[1] if unlabeled else None,
+        unlabeled_agreed=unlabeled[0] if unlabeled else None,
+        min_agreement=min_agreement,
         elapsed_s=time.perf_counter() - started,
     )

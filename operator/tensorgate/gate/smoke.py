@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tensorgate.api.spec import ContractSpec, OutputKind, SmokeSpec, TensorSpec
+from tensorgate.gate.contract_diff import ContractDiff, diff_signatures
 from tensorgate.gate.golden import GoldenSet
 from tensorgate.gate.report import Check, SmokeReport
 from tensorgate.serving.base import (
@@ -379,8 +380,12 @@ async def run_smoke(
     parity_tolerance: float = 1e-3,
     score_golden: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    stable_signature: Signature | None = None,
 ) -> SmokeResult:
     """Run every smoke check against ``client``; with a golden set, score all of it too.
+
+    With ``stable_signature`` (the stable model's served signature) the report carries the
+    contract diff, and a failed signature check names it.
 
     Raises ``ServingError`` only when the server cannot be asked at all (metadata fails);
     a request the server rejects becomes a failed check.
@@ -388,9 +393,19 @@ async def run_smoke(
     checks: list[Check] = []
     meta = await client.metadata()
     signature_check, can_call = check_signature(meta, contract)
+    diff: ContractDiff | None = None
+    served = meta.signatures.get(contract.signature)
+    if stable_signature is not None and served is not None:
+        diff = diff_signatures(stable_signature, served)
+        if not signature_check.passed and not diff.is_empty:
+            signature_check = Check(
+                SIGNATURE,
+                False,
+                f"{signature_check.message}; changed since the stable model: {diff.summary()}",
+            )
     checks.append(signature_check)
     if not can_call:
-        return SmokeResult(SmokeReport(tuple(checks)))
+        return SmokeResult(SmokeReport(tuple(checks), diff))
 
     n = smoke.batch_size
     sample = golden.head(n) if golden is not None else synthetic_inputs(contract, n)
@@ -398,13 +413,13 @@ async def run_smoke(
     one, error = await _try_predict(client, {k: v[:1] for k, v in sample.items()})
     if one is None:
         checks.append(Check(BATCH_1, False, f"predict with a batch of 1 failed: {error}"))
-        return SmokeResult(SmokeReport(tuple(checks)))
+        return SmokeResult(SmokeReport(tuple(checks), diff))
     checks.append(_check_shapes(BATCH_1, one, contract, 1))
 
     many, error = await _try_predict(client, sample)
     if many is None:
         checks.append(Check(BATCH_N, False, f"predict with a batch of {n} failed: {error}"))
-        return SmokeResult(SmokeReport(tuple(checks)))
+        return SmokeResult(SmokeReport(tuple(checks), diff))
     checks.append(_check_shapes(BATCH_N, many, contract, n))
     shapes_ok = all(c.passed for c in checks[-2:])
 
@@ -443,4 +458,4 @@ async def run_smoke(
         parity_check = _check_parity(golden, golden_outputs, parity_tolerance)
         if parity_check is not None:
             checks.append(parity_check)
-    return SmokeResult(SmokeReport(tuple(checks)), golden_outputs)
+    return SmokeResult(SmokeReport(tuple(checks), diff), golden_outputs)

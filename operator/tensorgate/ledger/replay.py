@@ -6,9 +6,9 @@ into the numbers a verdict is a function of; :func:`recompute_verdict` is THE on
 turns them into ``"promote"`` or ``"rollback"``; :func:`verify_record` compares that with the
 stored decision (``tensorgate history --verify``).
 
-:func:`recompute_verdict` runs today's ``tensorgate.engine.stats.noninferiority`` (the
-paired non-inferiority test the gate runs). When ``tensorgate.engine.stats.replay_verdict``
-exists it should become its body.
+:func:`recompute_verdict` replays ``status.gate.verdict`` with the engine's
+``replay_verdict`` where the gate recorded it, and recomputes older rows with
+``noninferiority`` and the method they were decided with.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tensorgate.engine.stats import noninferiority
+from tensorgate.engine.stats import METHODS, noninferiority, replay_verdict
 from tensorgate.ledger.base import RolloutRecord
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"
-REPLAYABLE_METHODS = frozenset({"tango-score"})
+REPLAYABLE_METHODS = frozenset(METHODS)
+# What rows recorded before the gate named its method were decided with.
+LEGACY_METHOD = "tango-score"
 BOUND_TOLERANCE = 1e-9
 
 # Names the gate's status may use for the discordant counts (first found wins).
@@ -60,6 +62,7 @@ def replay_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
         "margin": _first((gate, spec), _MARGIN_KEYS),
         "confidence": _first((gate, spec), _CONFIDENCE_KEYS),
         "method": gate.get("method"),
+        "verdict": gate.get("verdict") if isinstance(gate.get("verdict"), Mapping) else None,
         "slices": gate.get("slices"),
         "upperBound": gate.get("upperBound"),
         "smokePassed": gate.get("smokePassed"),
@@ -80,21 +83,32 @@ class Replayed:
 def recompute_verdict(flat: Mapping[str, Any]) -> Replayed:
     """``"promote"`` or ``"rollback"`` from :func:`replay_inputs`' numbers.
 
-    INTEGRATOR: once ``tensorgate.engine.stats.replay_verdict(inputs) -> str`` is on main,
-    the statistical branch below becomes ``verdict = replay_verdict(flat)`` (map the keys if
-    its inputs are named differently) and the bound-only branch can go.
+    A gate that recorded its verdict inputs (``status.gate.verdict``) is replayed by the
+    engine's ``replay_verdict`` (slices and agreement included); older rows are recomputed
+    from their counts with the method they name (``tango-score`` when they name none).
     """
     if flat.get("smokePassed") is False or flat.get("otherFailures"):
         return Replayed(ROLLBACK, "failed checks: " + ", ".join(flat.get("otherFailures") or []))
+    record = flat.get("verdict")
+    if isinstance(record, Mapping):
+        verdict = replay_verdict(record)
+        return Replayed(
+            verdict,
+            f"replayed status.gate.verdict (method {record.get('method')}, n={record.get('n')}, "
+            f"b={record.get('b')}, c={record.get('c')})",
+        )
     n, b, c = flat.get("n"), flat.get("b"), flat.get("c")
     margin, confidence = flat.get("margin"), flat.get("confidence")
     if margin is None:
         raise ValueError("no margin (maxAccuracyDrop) stored")
-    method = flat.get("method")
-    if method is not None and method not in REPLAYABLE_METHODS:
-        raise ValueError(f"method {method!r} cannot be replayed (known: tango-score)")
+    method = str(flat.get("method") or LEGACY_METHOD)
+    if method not in REPLAYABLE_METHODS:
+        known = ", ".join(sorted(REPLAYABLE_METHODS))
+        raise ValueError(f"method {method!r} cannot be replayed (known: {known})")
     if n is not None and b is not None and c is not None and confidence is not None:
-        result = noninferiority(int(b), int(c), int(n), float(margin), float(confidence))
+        result = noninferiority(
+            int(b), int(c), int(n), float(margin), float(confidence), method=method
+        )
         stored = flat.get("upperBound")
         if stored is not None and not math.isclose(
             float(stored), result.upper_bound, rel_tol=BOUND_TOLERANCE, abs_tol=BOUND_TOLERANCE

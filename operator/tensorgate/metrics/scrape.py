@@ -4,11 +4,14 @@ Every pod of a track serves TF Serving's Prometheus text at
 ``/monitoring/prometheus/metrics``. The counters there are cumulative since the pod started,
 so a window's numbers are the DELTA between two scrapes:
 
-- error rate: ``:tensorflow:serving:request_count{model_name, status}``, status ``OK`` vs
-  every other status, summed over the track's pods;
+- error rate: failed requests (``:tensorflow:serving:request_count{model_name, status}``,
+  every status but ``OK``) / (failed + successful predicts), the successful predicts read from
+  the latency histogram of the predict APIs (``templates.PREDICT_APIS``), summed over the
+  track's pods: TF Serving counts status GETs and probes in ``request_count`` too, and they
+  must not dilute the rate (``templates`` explains);
 - p99 latency: the ``:tensorflow:serving:request_latency`` histogram (microseconds, successful
-  requests only), bucket counts summed over pods, API and entrypoint, then the quantile
-  interpolated as PromQL's ``histogram_quantile`` does; reported in milliseconds.
+  requests only) of the predict APIs, bucket counts summed over pods and entrypoints, then the
+  quantile interpolated as PromQL's ``histogram_quantile`` does; reported in milliseconds.
 
 The provider keeps the previous scrape per (namespace, name, track) and per check, for the
 current rollout only: a window runs from ``begin`` (or the check's previous measurement) to
@@ -32,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorgate.api.spec import BuiltinMetric, MetricCheck
 from tensorgate.errors import ServingError
 from tensorgate.metrics.base import Measurement, Target, Verdict
-from tensorgate.metrics.templates import LATENCY_BUCKET, OK_STATUS, REQUEST_COUNT
+from tensorgate.metrics.templates import LATENCY_BUCKET, OK_STATUS, PREDICT_APIS, REQUEST_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +53,13 @@ class ServingSample:
     requests: Mapping[str, float] = field(default_factory=dict)
     """Requests by status (``OK``, ``INVALID_ARGUMENT``, ...)."""
     buckets: Mapping[float, float] = field(default_factory=dict)
-    """Cumulative latency histogram: upper bound in microseconds (``inf`` too) -> count."""
+    """Cumulative latency histogram of successful predicts: upper bound in microseconds
+    (``inf`` too) -> count."""
 
     @property
     def total(self) -> float:
-        return sum(self.requests.values())
+        """Failed requests plus successful predicts (not successful GETs or probes)."""
+        return self.errors + self.buckets.get(math.inf, 0.0)
 
     @property
     def errors(self) -> float:
@@ -95,7 +100,11 @@ def parse_serving_metrics(text: str, model_name: str) -> ServingSample:
                     requests[status] = requests.get(status, 0.0) + float(s.value)
         elif family.name == LATENCY_FAMILY:
             for s in family.samples:
-                if s.name.endswith("_bucket") and s.labels.get("model_name") == model_name:
+                if (
+                    s.name.endswith("_bucket")
+                    and s.labels.get("model_name") == model_name
+                    and s.labels.get("API") in PREDICT_APIS
+                ):
                     le = float(s.labels["le"])
                     buckets[le] = buckets.get(le, 0.0) + float(s.value)
     return ServingSample(requests, buckets)

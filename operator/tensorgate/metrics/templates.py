@@ -34,40 +34,56 @@ scrape job looks like this (the Helm chart documents the same)::
           regex: http
           action: keep
 
+Predict traffic only. Real TF Serving counts every ``/v1/...`` REST request in
+``request_count`` (status and metadata GETs, HTTP readiness probes) and records their latency
+with an empty ``API`` label (tensorflow/serving ``model_servers/http_server.cc``); gRPC
+Predicts carry ``API="Predict"``, REST ones ``API="predict"``. ``request_count`` has no API
+label, so the error rate is failed requests / (failed requests + successful predicts), the
+successful predicts read from the latency histogram's count filtered on ``API``: a probe or a
+status GET that succeeds is in neither numerator nor denominator. The p99 is over predicts
+only. The serving pods' readiness probe is a gRPC health check, which no counter sees.
+
 TF Serving's metric names start with a colon (``:tensorflow:serving:request_count``); the
 built-ins select them with ``{__name__="..."}``, which every PromQL version parses.
 """
 
 from __future__ import annotations
 
-import re
-
-from tensorgate.api.spec import BuiltinMetric
+from tensorgate.api.spec import PLACEHOLDER_RE, QUERY_PLACEHOLDERS, BuiltinMetric
 from tensorgate.errors import ConfigError
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 LATENCY_BUCKET = ":tensorflow:serving:request_latency_bucket"
+LATENCY_COUNT = ":tensorflow:serving:request_latency_count"
+PREDICT_APIS = ("predict", "Predict")
+"""``API`` label values of predict requests: REST (``predict``) and gRPC (``Predict``)."""
+_API_MATCH = 'API=~"' + "|".join(PREDICT_APIS) + '"'
 OK_STATUS = "OK"
-PLACEHOLDERS = ("model", "namespace", "track", "interval")
+PLACEHOLDERS = QUERY_PLACEHOLDERS
+"""The allowed placeholders; the spec's validator rejects any other (``{{modle}}``)."""
 MIN_RANGE_S = 1
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_PLACEHOLDER = PLACEHOLDER_RE
 
-ERROR_RATE_TEMPLATE = (
+_FAILED = (
     '(sum(rate({__name__="' + REQUEST_COUNT + '",namespace="{{namespace}}",'
     'model="{{model}}",track="{{track}}",status!="' + OK_STATUS + '"}[{{interval}}]))'
     " or vector(0))"
-    ' / sum(rate({__name__="' + REQUEST_COUNT + '",namespace="{{namespace}}",'
-    'model="{{model}}",track="{{track}}"}[{{interval}}]))'
 )
-"""Failed requests / all requests. No requests at all gives no series (NaN or empty)."""
+_OK_PREDICTS = (
+    'sum(rate({__name__="' + LATENCY_COUNT + '",namespace="{{namespace}}",'
+    'model="{{model}}",track="{{track}}",' + _API_MATCH + "}[{{interval}}]))"
+)
+ERROR_RATE_TEMPLATE = f"{_FAILED} / ({_FAILED} + {_OK_PREDICTS})"
+"""Failed requests / (failed + successful predicts). No predicts at all gives no series."""
 
 LATENCY_P99_TEMPLATE = (
     'histogram_quantile(0.99, sum by (le) (rate({__name__="' + LATENCY_BUCKET + '",'
-    'namespace="{{namespace}}",model="{{model}}",track="{{track}}"}[{{interval}}])))'
+    'namespace="{{namespace}}",model="{{model}}",track="{{track}}",' + _API_MATCH + "}"
+    "[{{interval}}])))"
     " / 1000"
 )
-"""p99 of successful requests, microseconds -> milliseconds."""
+"""p99 of successful predicts, microseconds -> milliseconds."""
 
 BUILTIN_TEMPLATES: dict[BuiltinMetric, str] = {
     BuiltinMetric.ERROR_RATE: ERROR_RATE_TEMPLATE,
@@ -81,8 +97,9 @@ def promql_range(interval_s: float) -> str:
 
 
 def _label_value(text: str) -> str:
-    """Escape a value for use inside a double-quoted PromQL label matcher."""
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    """Escape a value for use inside a double-quoted PromQL label matcher (backslash, quote
+    and line breaks), so it cannot close the string and add ``or vector(1)``."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 
 
 def placeholders(template: str) -> set[str]:

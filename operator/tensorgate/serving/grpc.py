@@ -1,32 +1,31 @@
-"""``ModelClient`` over TF Serving's gRPC API (``grpc.aio``, ``tensorflow-serving-api``).
+"""``ModelClient`` over TF Serving's gRPC API (``grpc.aio``), without TensorFlow.
 
-``PredictionService.Predict`` with tensors packed into ``tensor_content``,
+The messages are the project's own compiled subset of TF Serving's protos
+(``tensorgate.serving.protos``: published package names and field numbers), so importing this
+module imports no TensorFlow and it is safe on the operator's reconcile path. Calls:
+``PredictionService.Predict`` (inputs packed into ``tensor_content``; answers decoded from the
+typed ``*_val`` fields TF Serving sends by default, or ``tensor_content``),
 ``PredictionService.GetModelMetadata`` (``signature_def``) and ``ModelService.GetModelStatus``.
-Importing this module imports TensorFlow (the serving API protos depend on it): keep it off the
-operator's reconcile path; the CLI imports it lazily.
+
+Packing, serialising, parsing and unpacking run in a worker thread (``asyncio.to_thread``):
+the channel carries bytes, so no numpy or protobuf work of size runs on the event loop.
+
+Status codes and retries follow gRPC's meaning (``model_servers/http_server.cc`` maps the same
+codes to HTTP): UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED and CANCELLED are
+transient and retried; every other code is a refusal and is not.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from tensorgate.errors import ServingError
 from tensorgate.serving.base import (
-    TF_DTYPES,
     ClientOptions,
     ModelMetadata,
     ModelStatus,
@@ -38,105 +37,85 @@ from tensorgate.serving.base import (
     VersionState,
     with_retries,
 )
+from tensorgate.serving.protos import serving_apis_pb2 as apis
+from tensorgate.serving.protos import tf_core_pb2, tf_error_pb2
+from tensorgate.serving.tensors import (
+    ENUM_DTYPE,
+    dtype_enum_name,
+    length_delimited,
+    pack,
+    packed_tensor_parts,
+    unpack,
+)
 
 __all__ = [
+    "TRANSIENT_CODES",
     "GrpcModelClient",
     "make_tensor_proto",
     "signature_from_proto",
     "tensor_from_proto",
 ]
 
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.ABORTED,
-}
+M = TypeVar("M")
 
-_CODE_NAMES: dict[int, str] = {c.value[0]: c.name for c in grpc.StatusCode}
+TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+"""gRPC codes worth another attempt (overload, restart, cut-off); others are final."""
 
-_NP_TO_TF: dict[str, int] = {
-    np_name: types_pb2.DataType.Value(tf_name) for tf_name, np_name in TF_DTYPES.items()
-}
-_TF_TO_NP: dict[int, str] = {v: k for k, v in _NP_TO_TF.items()}
+_PREDICT = "/tensorflow.serving.PredictionService/Predict"
+_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
+_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 
-# Where a TensorProto without tensor_content keeps its values, by dtype.
-_VAL_FIELDS: dict[str, str] = {
-    "float32": "float_val",
-    "float64": "double_val",
-    "int8": "int_val",
-    "int16": "int_val",
-    "int32": "int_val",
-    "uint8": "int_val",
-    "uint16": "int_val",
-    "int64": "int64_val",
-    "uint32": "uint32_val",
-    "uint64": "uint64_val",
-    "bool": "bool_val",
-    "string": "string_val",
-    "float16": "half_val",
-}
+make_tensor_proto = pack
+"""numpy -> project ``TensorProto`` (``tensor_content``); see ``serving.tensors.pack``."""
+tensor_from_proto = unpack
+"""``TensorProto`` (content or typed fields) -> numpy; see ``serving.tensors.unpack``."""
 
 
-def make_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
-    """Pack a numpy array into a TensorProto (``tensor_content``; strings in ``string_val``)."""
-    arr = np.asarray(value)
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in arr.shape]
-    )
-    if arr.dtype.kind in "OSU":
-        values = [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
-        return tensor_pb2.TensorProto(
-            dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values
-        )
-    name = arr.dtype.name
-    if name not in _NP_TO_TF:
-        raise ValueError(f"unsupported dtype {name}")
-    return tensor_pb2.TensorProto(
-        dtype=_NP_TO_TF[name],
-        tensor_shape=shape,
-        tensor_content=np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes(),
-    )
-
-
-def tensor_from_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Unpack a TensorProto (packed ``tensor_content`` or the typed ``*_val`` fields)."""
-    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    dtype_name = _TF_TO_NP.get(proto.dtype)
-    if dtype_name is None:
-        raise ServingError(f"unsupported tensor dtype {types_pb2.DataType.Name(proto.dtype)}")
-    if dtype_name == "string":
-        flat = np.array(list(proto.string_val), dtype=object)
-    elif proto.tensor_content:
-        dtype = np.dtype(dtype_name).newbyteorder("<")
-        flat = np.frombuffer(proto.tensor_content, dtype=dtype).astype(dtype_name)
-    else:
-        raw = getattr(proto, _VAL_FIELDS[dtype_name])
-        if dtype_name == "float16":
-            flat = np.array(list(raw), dtype=np.uint16).view(np.float16)
-        else:
-            flat = np.array(list(raw), dtype=dtype_name)
-    count = int(np.prod(shape)) if shape else 1
-    if flat.size == count:
-        return flat.reshape(shape)
-    if flat.size == 1:  # TF allows one value to stand for the whole tensor
-        return np.full(shape, flat[0], dtype=flat.dtype)
-    raise ServingError(f"tensor of shape {list(shape)} carries {flat.size} values")
-
-
-def _tensor_info(info: meta_graph_pb2.TensorInfo) -> TensorInfo:
-    dtype = _TF_TO_NP.get(info.dtype, types_pb2.DataType.Name(info.dtype).lower())
+def _tensor_info(info: tf_core_pb2.TensorInfo) -> TensorInfo:
+    dtype = ENUM_DTYPE.get(int(info.dtype), dtype_enum_name(int(info.dtype)).lower())
     if info.tensor_shape.unknown_rank:
         return TensorInfo(dtype=dtype, shape=None)
     return TensorInfo(dtype=dtype, shape=tuple(int(d.size) for d in info.tensor_shape.dim))
 
 
-def signature_from_proto(name: str, sig: meta_graph_pb2.SignatureDef) -> Signature:
+def signature_from_proto(name: str, sig: tf_core_pb2.SignatureDef) -> Signature:
     return Signature(
         name=name,
         inputs={k: _tensor_info(v) for k, v in sig.inputs.items()},
         outputs={k: _tensor_info(v) for k, v in sig.outputs.items()},
     )
+
+
+def _predict_request(
+    spec: Callable[[apis.ModelSpec], None], inputs: Mapping[str, np.ndarray]
+) -> bytes:
+    """A serialised ``PredictRequest``: the model spec through protobuf, each input as a
+    ``inputs`` map entry (key 1, TensorProto 2) whose content is joined in, copied once."""
+    head = apis.PredictRequest()
+    spec(head.model_spec)
+    parts: list[bytes | memoryview] = [head.SerializeToString()]
+    for name, value in inputs.items():
+        try:
+            tensor = packed_tensor_parts(value)
+        except ValueError as exc:
+            raise ServingRejectedError(f"input {name!r}: {exc}") from exc
+        key = name.encode()
+        entry = [*length_delimited(1, [key]), *length_delimited(2, tensor)]
+        parts += length_delimited(2, entry)
+    return b"".join(parts)
+
+
+def _predict_outputs(raw: bytes) -> dict[str, np.ndarray]:
+    response = apis.PredictResponse.FromString(raw)
+    return {name: unpack(t) for name, t in response.outputs.items()}
 
 
 class GrpcModelClient:
@@ -164,8 +143,10 @@ class GrpcModelClient:
                 ("grpc.max_receive_message_length", limit),
             ],
         )
-        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # Bytes in, bytes out: (de)serialisation happens in a worker thread, not here.
+        self._methods = {
+            path: self._channel.unary_unary(path) for path in (_PREDICT, _METADATA, _STATUS)
+        }
         self._limit = asyncio.Semaphore(self._options.concurrency)
 
     def __repr__(self) -> str:
@@ -175,36 +156,48 @@ class GrpcModelClient:
     def options(self) -> ClientOptions:
         return self._options
 
-    def _spec(self, spec: Any, *, signature: bool = True) -> None:
+    def _spec(self, spec: apis.ModelSpec, *, signature: bool = True) -> None:
         spec.name = self.model_name
         if signature:
             spec.signature_name = self.signature_name
         if self.version:
             spec.version.value = self.version
 
-    async def _call(self, what: str, method: Any, request: Any) -> Any:
+    async def _call(self, what: str, path: str, request: bytes) -> bytes:
         label = f"gRPC {what} {self.target}/{self.model_name}"
+        method = self._methods[path]
 
-        async def attempt() -> Any:
+        async def attempt() -> bytes:
             async with self._limit:
                 try:
-                    return await method(request, timeout=self._options.timeout_s)
+                    answer = await method(request, timeout=self._options.timeout_s)
                 except grpc.aio.AioRpcError as exc:
                     code, details = exc.code(), exc.details() or ""
-                    if code in _TRANSIENT:
+                    if code in TRANSIENT_CODES:
                         raise TransientServingError(f"{code.name}: {details}") from exc
                     raise ServingRejectedError(
                         f"{label}: {code.name}: {details}", code.name
                     ) from exc
+            return bytes(answer)
 
         return await with_retries(attempt, options=self._options, what=label)
 
+    async def _small_call(
+        self, what: str, path: str, request: Any, parse: Callable[[bytes], M]
+    ) -> M:
+        raw = await self._call(what, path, request.SerializeToString())
+        return parse(raw)
+
     async def metadata(self) -> ModelMetadata:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request = apis.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec, signature=False)
-        response = await self._call("GetModelMetadata", self._predict.GetModelMetadata, request)
-        defs = get_model_metadata_pb2.SignatureDefMap()
-        if not response.metadata["signature_def"].Unpack(defs):
+        response = await self._small_call(
+            "GetModelMetadata", _METADATA, request, apis.GetModelMetadataResponse.FromString
+        )
+        defs = apis.SignatureDefMap()
+        if "signature_def" not in response.metadata or not response.metadata[
+            "signature_def"
+        ].Unpack(defs):
             raise ServingError(f"model {self.model_name}: metadata carries no SignatureDefMap")
         version = (
             response.model_spec.version.value if response.model_spec.HasField("version") else None
@@ -216,27 +209,23 @@ class GrpcModelClient:
         )
 
     async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec)
-        for name, value in inputs.items():
-            try:
-                request.inputs[name].CopyFrom(make_tensor_proto(value))
-            except ValueError as exc:
-                raise ServingRejectedError(f"input {name!r}: {exc}") from exc
-        response = await self._call("Predict", self._predict.Predict, request)
-        return {name: tensor_from_proto(t) for name, t in response.outputs.items()}
+        request = await asyncio.to_thread(_predict_request, self._spec, inputs)
+        raw = await self._call("Predict", _PREDICT, request)
+        return await asyncio.to_thread(_predict_outputs, raw)
 
     async def status(self) -> ModelStatus:
-        request = get_model_status_pb2.GetModelStatusRequest()
+        request = apis.GetModelStatusRequest()
         self._spec(request.model_spec, signature=False)
-        response = await self._call("GetModelStatus", self._models.GetModelStatus, request)
-        states = get_model_status_pb2.ModelVersionStatus.State
+        response = await self._small_call(
+            "GetModelStatus", _STATUS, request, apis.GetModelStatusResponse.FromString
+        )
+        states = apis.ModelVersionStatus.State
         return ModelStatus(
             versions=tuple(
                 ModelVersionStatus(
                     version=int(v.version),
                     state=VersionState(states.Name(v.state)),
-                    error_code=_CODE_NAMES.get(v.status.error_code, str(v.status.error_code)),
+                    error_code=_code_name(int(v.status.error_code)),
                     error_message=v.status.error_message,
                 )
                 for v in response.model_version_status
@@ -245,3 +234,10 @@ class GrpcModelClient:
 
     async def aclose(self) -> None:
         await self._channel.close()
+
+
+def _code_name(value: int) -> str:
+    try:
+        return str(tf_error_pb2.Code.Name(value))
+    except ValueError:
+        return str(value)

@@ -4,11 +4,19 @@ URLs: ``GET /v1/models/<name>[/versions/<v>]`` (status), ``GET .../metadata`` an
 ``POST ...:predict``. Predict bodies use the columnar ``inputs`` format by default, or the row
 ``instances`` format (``request_format="instances"``); both answers (``outputs`` and
 ``predictions``) are decoded.
+
+As TF Serving's JSON (``util/json_tensor.cc``) has it: string inputs of any rank are sent as
+text, or ``{"b64": ...}`` where not UTF-8; ``{"b64": ...}`` answers (DT_STRING outputs named
+``*_bytes``) are decoded to bytes. JSON encoding and decoding run in a worker thread. Status
+codes follow ``model_servers/http_server.cc``: 429 (RESOURCE_EXHAUSTED), 499 (CANCELLED), 502,
+503 (UNAVAILABLE) and 504 (DEADLINE_EXCEEDED, also ``--rest_api_timeout_in_ms``) are transient
+and retried; 400, 401, 403, 404, 409 and 501 are refusals and are not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -36,16 +44,21 @@ __all__ = ["RestModelClient", "parse_metadata"]
 
 RequestFormat = Literal["inputs", "instances"]
 
-_TRANSIENT_HTTP = {408, 429, 502, 503, 504}
-_HTTP_CODES = {
+TRANSIENT_HTTP = frozenset({408, 429, 499, 502, 503, 504})
+"""HTTP statuses worth another attempt: overload, cancelled, unavailable, timed out."""
+# http_server.cc ToHTTPStatusCode, read backwards (409 is ABORTED or ALREADY_EXISTS).
+HTTP_CODES: dict[int, str] = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    412: "FAILED_PRECONDITION",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 
 
@@ -81,19 +94,55 @@ def parse_metadata(body: Mapping[str, Any], model_name: str) -> ModelMetadata:
     )
 
 
+def _json_string(x: Any) -> Any:
+    if isinstance(x, bytes):
+        try:
+            return x.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(x).decode()}
+    return x if isinstance(x, str) else str(x)
+
+
 def _encode(arr: np.ndarray) -> Any:
-    if arr.dtype.kind in "SO":
-        return [x.decode() if isinstance(x, bytes) else x for x in arr.ravel().tolist()]
+    """A tensor as TF Serving's JSON: numbers as nested lists; strings of any rank as text,
+    or ``{"b64": ...}`` where the bytes are not UTF-8."""
+    if arr.dtype.kind in "SOU":
+        leaves = np.empty(arr.size, dtype=object)
+        leaves[:] = [_json_string(x) for x in arr.ravel().tolist()]
+        return leaves.reshape(arr.shape).tolist()
     return arr.tolist()
 
 
+def _unb64(value: Any) -> Any:
+    if isinstance(value, dict) and "b64" in value:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [_unb64(v) for v in value]
+    return value
+
+
+def _has_b64(value: Any) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, dict) and "b64" in value
+
+
 def _decode(value: Any, info: TensorInfo | None) -> np.ndarray:
+    if _has_b64(value):  # DT_STRING outputs named *_bytes (util/json_tensor.cc)
+        decoded = _unb64(value)
+        out = np.empty(np.shape(np.asarray(decoded, dtype=object)), dtype=object)
+        out[...] = decoded
+        return out
     if info is not None and info.dtype != "unknown":
         try:
             return np.asarray(value, dtype=numpy_dtype(info.dtype))
         except (TypeError, ValueError):
             pass
     return np.asarray(value)
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body).encode()
 
 
 class RestModelClient:
@@ -142,7 +191,7 @@ class RestModelClient:
                     if body is None:
                         resp = await self._http.request(method, path)
                     else:
-                        content = json.dumps(body).encode()
+                        content = await asyncio.to_thread(_dumps, body)
                         resp = await self._http.request(
                             method,
                             path,
@@ -155,17 +204,17 @@ class RestModelClient:
                     ) from exc
                 except httpx.TransportError as exc:
                     raise TransientServingError(f"{type(exc).__name__}: {exc}") from exc
-            if resp.status_code in _TRANSIENT_HTTP:
+            if resp.status_code in TRANSIENT_HTTP:
                 raise TransientServingError(f"HTTP {resp.status_code}: {resp.text[:200]}")
             try:
-                payload = json.loads(resp.content)
+                payload = await asyncio.to_thread(json.loads, resp.content)
             except ValueError as exc:
                 if resp.is_success:
                     raise ServingError(f"{what}: answer is not JSON") from exc
                 payload = {"error": resp.text[:500]}
             if not resp.is_success:
                 message = payload.get("error") if isinstance(payload, dict) else None
-                code = _HTTP_CODES.get(resp.status_code, "UNKNOWN")
+                code = HTTP_CODES.get(resp.status_code, "UNKNOWN")
                 raise ServingRejectedError(
                     f"{what}: HTTP {resp.status_code}: {message or resp.text[:500]}", code
                 )
@@ -189,6 +238,12 @@ class RestModelClient:
 
     async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         signature = await self._served_signature()
+        body = await asyncio.to_thread(self._body, inputs)
+        answer = await self._call("POST", f"{self._path}:predict", body)
+        outputs_info = dict(signature.outputs) if signature else {}
+        return await asyncio.to_thread(self._decode_answer, answer, outputs_info)
+
+    def _body(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         if self.request_format == "instances":
             names = list(inputs)
             batch = len(next(iter(inputs.values())))
@@ -203,9 +258,7 @@ class RestModelClient:
                 "signature_name": self.signature_name,
                 "inputs": {n: _encode(np.asarray(a)) for n, a in inputs.items()},
             }
-        answer = await self._call("POST", f"{self._path}:predict", body)
-        outputs_info = dict(signature.outputs) if signature else {}
-        return self._decode_answer(answer, outputs_info)
+        return body
 
     def _decode_answer(
         self, answer: Any, outputs_info: Mapping[str, TensorInfo]

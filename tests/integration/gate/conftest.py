@@ -42,7 +42,7 @@ class Served:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Served]]:
-    from tensorgate.serving.local import LocalModelServer
+    from tensorgate.serving.backend import LocalModelServer
 
     root = tmp_path_factory.mktemp("gate-models")
     out: dict[str, Served] = {}

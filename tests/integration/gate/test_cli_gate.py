@@ -126,3 +126,26 @@ def test_cli_gate_bad_inputs_exit_2(tmp_path: Path, served: dict[str, Served]) -
     )  # fmt: skip
     assert code == 2
     assert "unsupported scheme" in err
+
+
+def test_cli_plan_measures_disagreement_on_real_models(
+    tmp_path: Path, served: dict[str, Served]
+) -> None:
+    """``tensorgate plan --stable/--candidate`` scores both real models on the golden set."""
+    entry = served["digits"]
+    result = runner.invoke(
+        app,
+        [
+            "plan", "--max-accuracy-drop", "0.02", "--json",
+            "--stable", str(entry.base / "1"),
+            "--candidate", str(entry.base / "2"),
+            "--golden", str(entry.golden_path),
+            "--contract", str(_contract_file(tmp_path, entry)),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stdout + result.stderr
+    body = json.loads(result.stdout)
+    assert body["disagreementMeasured"] is True
+    assert 0.0 <= body["disagreement"] <= 1.0
+    assert body["minSamples"] == 222
+    assert body["minSamples"] <= body["samplesFor80"] <= body["samplesFor95"]

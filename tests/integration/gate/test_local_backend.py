@@ -84,8 +84,10 @@ async def test_local_metrics_use_tf_serving_names(
         )
     text = answer.text
     assert ':tensorflow:serving:request_count{model_name="fraud",status="OK"}' in text
-    for entrypoint in ("REST", "GRPC"):
-        labels = f'model_name="fraud",API="Predict",entrypoint="{entrypoint}"'
+    # REST predicts carry API="predict", gRPC API="Predict" (tensorflow/serving
+    # model_servers/http_server.cc, prediction_service_impl.cc)
+    for api, entrypoint in (("predict", "REST"), ("Predict", "GRPC")):
+        labels = f'model_name="fraud",API="{api}",entrypoint="{entrypoint}"'
         assert f':tensorflow:serving:request_latency_bucket{{{labels},le="+Inf"}}' in text
         assert f":tensorflow:serving:request_latency_count{{{labels}}}" in text
         assert f":tensorflow:serving:request_latency_sum{{{labels}}}" in text
@@ -96,7 +98,7 @@ def test_local_backend_process_prints_ready_and_exits_on_sigterm(served: dict[st
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "tensorgate.serving.local",
+            sys.executable, "-m", "tensorgate.serving.backend",
             "--model-name", "fraud",
             "--model-base-path", str(entry.base),
             "--rest-port", "0", "--grpc-port", "0",
@@ -133,7 +135,7 @@ def test_local_backend_process_prints_ready_and_exits_on_sigterm(served: dict[st
 
 def test_local_backend_rejects_a_path_without_savedmodel(tmp_path: Path) -> None:
     from tensorgate.errors import ConfigError
-    from tensorgate.serving.local import find_versions
+    from tensorgate.serving.backend import find_versions
 
     with pytest.raises(ConfigError, match="no SavedModel"):
         find_versions(tmp_path)

@@ -19,8 +19,8 @@ import kopf
 import pytest
 
 from tensorgate.api.spec import GROUP, KIND, PLURAL, VERSION
+from tensorgate.app import make_memo, run_operator
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path
-from tensorgate.runner import make_memo, run_operator
 from tensorgate.settings import Settings
 
 

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from tensorgate.app import build_reconciler
 from tensorgate.checks import PlatformChecker
 from tensorgate.metrics.fake import FakeMetricsProvider
 from tensorgate.platform.kubernetes.client import KubeClient
 from tensorgate.platform.kubernetes.platform import KubernetesPlatform
-from tensorgate.runner import build_reconciler
 from tensorgate.settings import Settings
 from tests.helpers import eventually
 from tests.integration.conftest import BROKEN, CANDIDATE, GOOD, ModelRepo

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tensorgate.platform.kubernetes import manifests as m
-from tensorgate.serving.local import LocalModelServer
+from tensorgate.serving.backend import LocalModelServer
 from tests.integration.operator.conftest import KubeEnv
 
 

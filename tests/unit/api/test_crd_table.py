@@ -132,6 +132,106 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
     ),
     ("unknown-field", with_("spec.model.colour", "red"), "model.colour"),
     ("zero-replicas", with_("spec.serving", {"replicas": 0}), "serving.replicas"),
+    # --- bad resources (issue 12): accepted before, then refused by the API server or worse
+    (
+        "quantities-valid",
+        with_(
+            "spec.serving",
+            {
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "1.5Gi"},
+                    "limits": {"cpu": 2, "memory": "2e9"},
+                }
+            },
+        ),
+        None,
+    ),
+    (
+        "cpu-negative-string",
+        with_("spec.serving", {"resources": {"requests": {"cpu": "-2"}}}),
+        "serving.resources.requests.cpu",
+    ),
+    (
+        "cpu-negative-int",
+        with_("spec.serving", {"resources": {"limits": {"cpu": -2}}}),
+        "serving.resources.limits.cpu",
+    ),
+    (
+        "memory-not-a-quantity",
+        with_("spec.serving", {"resources": {"limits": {"memory": "lots"}}}),
+        "serving.resources.limits.memory",
+    ),
+    (
+        "credentials-secret-traversal",
+        with_("spec.serving", {"credentialsSecret": "../../x"}),
+        "serving.credentialsSecret",
+    ),
+    ("credentials-secret-valid", with_("spec.serving", {"credentialsSecret": "gcs-key.v1"}), None),
+    (
+        "service-account-upper-case",
+        with_("spec.serving", {"serviceAccountName": "Bad_SA"}),
+        "serving.serviceAccountName",
+    ),
+    (
+        "model-uri-injects-config",
+        with_("spec.model.uri", 'gs://b/m"\n  }\n  config {'),
+        "model.uri",
+    ),
+    ("model-uri-dotdot", with_("spec.model.uri", "pvc://claim/../../etc"), "model.uri"),
+    ("model-uri-file-scheme", with_("spec.model.uri", "file:///models/m"), "model.uri"),
+    ("golden-uri-absolute-path", with_("spec.goldenSet", {"uri": "/data/golden/g.npz"}), None),
+    (
+        "golden-uri-with-credentials",
+        with_("spec.goldenSet", {"uri": "s3://AKIAX:hunter2@bucket/g.npz"}),
+        "goldenSet.uri",
+    ),
+    ("model-uri-with-credentials", with_("spec.model.uri", "gs://u:pw@bucket/m"), "model.uri"),
+    (
+        "golden-uri-file-scheme",
+        with_("spec.goldenSet", {"uri": "file:///etc/passwd"}),
+        "goldenSet.uri",
+    ),
+    (
+        "golden-uri-http",
+        with_("spec.goldenSet", {"uri": "http://evil.example/g.npz"}),
+        "goldenSet.uri",
+    ),
+    ("golden-uri-relative", with_("spec.goldenSet", {"uri": "golden.npz"}), "goldenSet.uri"),
+    (
+        "golden-uri-dotdot",
+        with_("spec.goldenSet", {"uri": "/data/../../etc/shadow"}),
+        "goldenSet.uri",
+    ),
+    (
+        "golden-configmap-name-traversal",
+        with_("spec.goldenSet", {"configMapRef": {"name": "../x", "key": "g.npz"}}),
+        "goldenSet.configMapRef.name",
+    ),
+    (
+        "query-typo-placeholder",
+        with_(
+            "spec.analysis", {"metrics": [{"name": "err", "query": "up{m='{{modle}}'}", "max": 1}]}
+        ),
+        "analysis.metrics",
+    ),
+    (
+        "query-spaced-placeholder",
+        with_(
+            "spec.analysis", {"metrics": [{"name": "e", "query": "up{m='{{ model }}'}", "max": 1}]}
+        ),
+        None,
+    ),
+    ("replicas-yes", with_("spec.serving", {"replicas": True}), "serving.replicas"),
+    ("replicas-string", with_("spec.serving", {"replicas": "3"}), "serving.replicas"),
+    ("paused-yes-string", with_("spec.paused", "yes"), "paused"),
+    ("drop-true", with_("spec.analysis", {"maxAccuracyDrop": True}), "analysis.maxAccuracyDrop"),
+    (
+        "interval-400-digits",
+        with_("spec.analysis", {"interval": "9" * 400 + "s"}),
+        "analysis.interval",
+    ),
+    ("interval-over-a-week", with_("spec.analysis", {"interval": "200h"}), "analysis.interval"),
+    ("interval-one-week", with_("spec.analysis", {"interval": "167h60m"}), None),
 ]
 
 
@@ -153,6 +253,38 @@ def test_types_and_crd_agree(manifest: dict[str, Any], bad_field: str | None) ->
         assert any(bad_field in e for e in types), types
         leaf = bad_field.split(".")[-1]
         assert any(leaf in e or bad_field.split(".")[0] in e for e in crd), crd
+
+
+# metadata is outside the CRD's schema (the API server checks only that a name is a DNS
+# subdomain); the types check what the child objects need: `<name>-canary` must be a DNS-1035
+# label of at most 63 characters, so the operator refuses the spec (InvalidSpec) up front.
+METADATA_CASES: list[tuple[str, Any, str]] = [
+    ("name-57-chars", {"name": "a" * 57}, "at most 56"),
+    ("name-starts-with-digit", {"name": "1mnist"}, "starts with a letter"),
+    ("name-underscore", {"name": "my_model"}, "DNS label"),
+    ("name-missing", {"namespace": "ml"}, "metadata.name"),
+    ("name-not-a-string", {"name": 12}, "metadata.name"),
+    ("metadata-a-list", ["name", "x"], "metadata: must be a mapping"),
+    ("metadata-a-string", "mnist", "metadata: must be a mapping"),
+    ("namespace-bad", {"name": "m", "namespace": "../kube-system"}, "metadata.namespace"),
+]
+
+
+@pytest.mark.parametrize(
+    ("meta", "fragment"), [(c[1], c[2]) for c in METADATA_CASES], ids=[c[0] for c in METADATA_CASES]
+)
+def test_metadata_rejected_by_types(meta: Any, fragment: str) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["metadata"] = meta
+    with pytest.raises(SpecError) as info:
+        parse_resource(doc)
+    assert any(fragment in e for e in info.value.errors), info.value.errors
+
+
+def test_metadata_name_of_56_chars_fits() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["metadata"] = {"name": "a" * 56, "namespace": "ml"}
+    parse_resource(doc)
 
 
 def test_table_is_large_enough() -> None:

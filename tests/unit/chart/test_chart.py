@@ -324,7 +324,7 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str, tuple[str, ...], tuple[s
 
 
 OPERATOR_RULES = {
-    ("tensorgate.dev", "modeldeployments", ("get", "list", "patch", "watch"), ()),
+    ("tensorgate.dev", "modeldeployments", ("get", "list", "watch"), ()),
     ("tensorgate.dev", "modeldeployments/status", ("patch",), ()),
     ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch"), ()),
     ("", "services", ("create", "get", "list", "patch", "watch"), ()),

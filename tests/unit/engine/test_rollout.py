@@ -472,3 +472,20 @@ def test_every_reason_used_by_engine_or_edges() -> None:
     text = inspect.getsource(rollout) + inspect.getsource(reconcile)
     unused = [r for r in Reason if f"Reason.{r.name}" not in text]
     assert unused == [], f"reasons never used: {unused}"
+
+
+def test_gate_warnings_reach_a_warning_event() -> None:
+    """A passed gate with warnings (say, the stable model scores near chance) is promoted to
+    the first step, and the Event that says so is a Warning naming them."""
+    warned = GateStatus(
+        version="2",
+        smoke_passed=True,
+        compared=True,
+        decision="promote",
+        warnings=["stable accuracy 0.11 is near chance (0.10)"],
+    )
+    d = decide(
+        make_status(Phase.EVALUATING, canary="2", gate=warned), make_obs(canary=ready("2", 1))
+    )
+    assert d.status.phase == Phase.PROGRESSING
+    assert d.event is not None and d.event.warning and "near chance" in d.event.message

@@ -14,12 +14,18 @@ import math
 import pytest
 
 from tensorgate.engine.stats import (
+    METHOD,
+    continuity_correction,
     mcnemar_exact_p,
     mcnemar_midp,
     mcnemar_z,
+    minimum_samples,
     noninferiority,
     normal_cdf,
     normal_ppf,
+    promotes,
+    replay_verdict,
+    score_statistic,
     tango_interval,
     tango_statistic,
     tango_upper_bound,
@@ -163,3 +169,118 @@ def test_normal_ppf_edges() -> None:
     assert normal_ppf(1.0) == math.inf
     with pytest.raises(ValueError):
         normal_ppf(1.5)
+
+
+def _tables(seed: int, count: int) -> list[tuple[int, int, int]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        n = int(rng.integers(1, 5000))
+        b = int(rng.integers(0, n + 1))
+        c = int(rng.integers(0, n - b + 1))
+        out.append((b, c, n))
+    return out
+
+
+@pytest.mark.parametrize("method", ["tango-score-cc", "tango-score"])
+def test_bound_p_value_and_decision_agree_on_random_tables(method: str) -> None:
+    """promote iff U <= m iff p <= alpha, and the vectorised decision is the scalar one."""
+    import numpy as np
+
+    tables = _tables(1, 400) + [(b, c, 300) for b in range(0, 12) for c in range(0, 4)]
+    for margin in (0.0, 0.005, 0.02, 0.1, 0.5):
+        for b, c, n in tables:
+            result = noninferiority(b, c, n, margin, 0.95, method=method)
+            assert result.method == method
+            vector = promotes(np.array([b]), np.array([c]), n, margin, 0.95, method=method)
+            assert bool(vector[0]) is result.is_non_inferior
+            if abs(result.upper_bound - margin) > 1e-9:
+                assert (result.upper_bound <= margin) is result.is_non_inferior, (b, c, n, margin)
+            if abs(result.p_value - 0.05) > 1e-9:
+                assert (result.p_value <= 0.05) is result.is_non_inferior, (b, c, n, margin)
+
+
+def test_corrected_statistic_is_decreasing_in_the_hypothesis() -> None:
+    """Bisection for U needs T(delta0) decreasing from (b - c + cc) / n (where T = 0) to 1."""
+    for b, c, n in [(0, 0, 300), (5, 0, 300), (0, 5, 300), (40, 20, 160), (150, 148, 300)]:
+        cc = continuity_correction(b, c, n)
+        start = (b - c + cc) / n
+        grid = [start + (1 - start) * k / 400 for k in range(400)]
+        values = [score_statistic(b, c, n, d, continuity=cc) for d in grid]
+        assert all(x > y for x, y in itertools.pairwise(values)), (b, c, n)
+
+
+def test_correction_is_one_count_growing_to_two_with_discordance() -> None:
+    assert continuity_correction(0, 0, 100) == 1.0
+    assert continuity_correction(30, 20, 100) == 1.5
+    assert continuity_correction(60, 40, 100) == 2.0
+    assert continuity_correction(60, 40, 100, method="tango-score") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("margin", "method", "expected"),
+    [
+        pytest.param(0.02, "tango-score", 133, id="asymptotic-z2-(1-m)/m"),
+        pytest.param(0.02, METHOD, 222, id="corrected-0.02"),
+        pytest.param(0.05, METHOD, 87, id="corrected-0.05"),
+        pytest.param(0.005, METHOD, 894, id="corrected-0.005"),
+    ],
+)
+def test_minimum_samples_is_where_identical_models_start_to_promote(
+    margin: float, method: str, expected: int
+) -> None:
+    n = minimum_samples(margin, 0.95, method=method)
+    assert n == expected
+    assert noninferiority(0, 0, n, margin, 0.95, method=method).is_non_inferior
+    assert not noninferiority(0, 0, n - 1, margin, 0.95, method=method).is_non_inferior
+
+
+def test_exact_method_needs_at_least_the_binomial_minimum() -> None:
+    """Any test with exact size needs (1 - m)^n <= alpha at b = c = 0: n >= 149 at 0.02."""
+    assert 0.98**149 <= 0.05 < 0.98**148
+    assert minimum_samples(0.02, 0.95) >= 149
+
+
+def _record(**changes: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "n": 3000,
+        "b": 30,
+        "c": 20,
+        "confidence": 0.95,
+        "margin": 0.02,
+        "method": METHOD,
+    }
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param({}, "promote", id="within-margin-promotes"),
+        pytest.param({"b": 90, "c": 0}, "rollback", id="drop-beyond-margin-rolls-back"),
+        pytest.param({"checksPassed": False}, "rollback", id="failed-check-rolls-back"),
+        pytest.param(
+            {"n": 133, "b": 0, "c": 0, "method": "tango-score"}, "promote", id="old-method-replays"
+        ),
+        pytest.param({"n": 133, "b": 0, "c": 0}, "rollback", id="corrected-method-needs-222"),
+    ],
+)
+def test_replay_verdict_recomputes_the_decision(changes: dict[str, object], expected: str) -> None:
+    assert replay_verdict(_record(**changes)) == expected
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        pytest.param({"n": 10}, "lacks b, c, confidence, margin, method", id="missing-keys"),
+        pytest.param(_record(method="wald"), "unknown method 'wald'", id="unknown-method"),
+        pytest.param(_record(b="x"), "not a number", id="not-a-number"),
+        pytest.param(_record(b=3000, c=1), "b + c <= n", id="impossible-table"),
+    ],
+)
+def test_replay_verdict_rejects_bad_records(record: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re_escape(message)):
+        replay_verdict(record)

@@ -15,8 +15,8 @@ LIGHT_MODULES = [
     "tensorgate.gate.canary",
     "tensorgate.gate.runner",
     "tensorgate.gate.report",
-    "tensorgate.gate.commands",
-    "tensorgate.gate.demo",
+    "tensorgate.commands.gate",
+    "tensorgate.commands.demo",
     "tensorgate.cli",
 ]
 

@@ -132,3 +132,53 @@ async def test_predict_batched_splits_and_concatenates_in_order() -> None:
     assert out["y"][:, 0].tolist() == x.sum(axis=1).tolist()
     assert sorted(seen) == [1, 2, 2]
     assert len([r for r in log if r.method == "POST"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "retried", "code"),
+    [(429, True, None), (499, True, None), (503, True, None), (504, True, None),
+     (400, False, "INVALID_ARGUMENT"), (401, False, "UNAUTHENTICATED"),
+     (403, False, "PERMISSION_DENIED"), (404, False, "NOT_FOUND"), (409, False, "ABORTED"),
+     (501, False, "UNIMPLEMENTED")],
+)  # fmt: skip
+async def test_rest_retries_by_tf_serving_status_mapping(
+    status: int, retried: bool, code: str | None
+) -> None:
+    """The statuses of tensorflow/serving model_servers/http_server.cc ToHTTPStatusCode:
+    RESOURCE_EXHAUSTED 429, CANCELLED 499, UNAVAILABLE 503, DEADLINE_EXCEEDED 504 (and the
+    --rest_api_timeout_in_ms cut) are retried; refusals never are."""
+    log: list[httpx.Request] = []
+    client = _client(_server(log, fail_first=1, status=status))
+    x = np.ones((2, 2), dtype=np.float32)
+    if retried:
+        out = await client.predict({"x": x})
+        np.testing.assert_array_equal(out["y"], [[2.0], [2.0]])
+    else:
+        with pytest.raises(ServingRejectedError) as err:
+            await client.predict({"x": x})
+        assert err.value.code == code
+    assert len([r for r in log if r.method == "POST"]) == (2 if retried else 1)
+    await client.aclose()
+
+
+async def test_rest_sends_strings_of_any_rank_and_decodes_b64_outputs() -> None:
+    """util/json_tensor.cc: DT_STRING outputs named *_bytes come back as {"b64": ...};
+    string inputs keep their shape, bytes that are not UTF-8 travel as {"b64": ...}."""
+    import base64
+
+    seen: list[object] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metadata"):
+            return httpx.Response(200, json=METADATA)
+        body = json.loads(request.content)
+        seen.append(body["inputs"]["x"])
+        raw = [[base64.b64encode(b"\xff\x00").decode(), base64.b64encode(b"ok").decode()]]
+        return httpx.Response(200, json={"outputs": {"y_bytes": [[{"b64": v} for v in raw[0]]]}})
+
+    client = _client(handle)
+    words = np.array([[b"caf\xc3\xa9", b"\xff"], [b"a", b""]], dtype=object)
+    out = await client.predict({"x": words})
+    assert seen == [[["caf\u00e9", {"b64": "/w=="}], ["a", ""]]]
+    assert out["y_bytes"].shape == (1, 2) and out["y_bytes"].tolist() == [[b"\xff\x00", b"ok"]]
+    await client.aclose()

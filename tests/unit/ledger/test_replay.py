@@ -29,7 +29,8 @@ def _record(gate: dict[str, Any] | None, decision: str, *, inputs: bool = True) 
 
 
 def _compared(b: int, c: int, n: int, **extra: Any) -> dict[str, Any]:
-    result = noninferiority(b, c, n, MARGIN, CONFIDENCE)
+    """A gate row as recorded before the gate kept its verdict record (uncorrected method)."""
+    result = noninferiority(b, c, n, MARGIN, CONFIDENCE, method="tango-score")
     return {
         "compared": True,
         "smokePassed": True,
@@ -57,6 +58,24 @@ def test_a_verdict_its_counts_do_not_support_is_a_mismatch() -> None:
     assert checked is not None and checked.outcome == MISMATCH
     assert (checked.stored, checked.replayed) == ("promote", "rollback")
     assert checked.row == "rollout 7 (2-abc, version 2)"
+
+
+@pytest.mark.parametrize(
+    ("b", "c", "n", "decision"), [(0, 0, 300, "promote"), (40, 5, 1000, "rollback")]
+)
+def test_a_recorded_verdict_is_replayed_by_the_engine(
+    b: int, c: int, n: int, decision: str
+) -> None:
+    """Rows with status.gate.verdict (the corrected method) replay through replay_verdict;
+    a tampered decision is a mismatch."""
+    verdict = {"n": n, "b": b, "c": c, "confidence": CONFIDENCE, "margin": MARGIN}
+    gate = {"compared": True, "smokePassed": True, "samples": n, "method": "tango-score-cc"}
+    gate["verdict"] = {**verdict, "method": "tango-score-cc"}
+    checked = verify_record(_record(gate, decision))
+    assert checked is not None and checked.outcome == MATCH, checked
+    other = "rollback" if decision == "promote" else "promote"
+    tampered = verify_record(_record(gate, other))
+    assert tampered is not None and tampered.outcome == MISMATCH
 
 
 def test_a_stored_bound_the_method_does_not_give_is_a_mismatch() -> None:

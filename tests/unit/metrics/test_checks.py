@@ -55,7 +55,9 @@ async def test_run_checks_edge_error_propagates() -> None:
 
 async def test_run_checks_bad_placeholder_fails_check() -> None:
     prom = PrometheusProvider("http://127.0.0.1:9", retries=0)
-    check = MetricCheck(name="custom", query="x{a='{{nope}}'}", max=1)
+    # the spec validator refuses it (tests/unit/api); the runtime check is the second line
+    valid = MetricCheck(name="custom", query="x{a='{{model}}'}", max=1)
+    check = valid.model_copy(update={"query": "x{a='{{nope}}'}"})
     (result,) = await run_checks(
         {"prometheus": prom}, [check], canary=CANARY, stable=STABLE, weight=10
     )

@@ -203,3 +203,26 @@ async def test_scrape_connection_refused_is_serving_error() -> None:
         await p.measure(ERROR_RATE, target("127.0.0.1:9"))
     assert isinstance(info.value.__cause__, httpx.TransportError)
     await p.close()
+
+
+async def test_scrape_error_rate_ignores_status_gets_and_probes(
+    pods: Pods, provider: Callable[..., ScrapeProvider]
+) -> None:
+    """Real TF Serving counts every /v1/... request, GETs and probes too, and times GETs with
+    API="" (tensorflow/serving model_servers/http_server.cc): 90 successful probe GETs beside
+    10 predicts of which 5 failed is a 5/10 error rate, not 5/100; the p99 is the predicts'."""
+    p = provider()
+    pods.pages = {"a:1": page(0, 0, [])}
+    t = target("a:1")
+    await p.begin(t)
+    probes = [
+        f':tensorflow:serving:request_latency_bucket{{model_name="mnist",API="",'
+        f'entrypoint="REST",le="{le}"}} 90'
+        for le in ("10", "+Inf")
+    ]
+    pods.pages = {"a:1": page(95, 5, [100.0] * 5) + "\n".join(probes) + "\n"}
+    m = await p.measure(ERROR_RATE, t)
+    assert m.value == pytest.approx(0.5)
+    p99 = await p.measure(LATENCY, t)
+    assert p99.value is not None and p99.value > 0.05  # 100us predicts, not the 10us probes
+    await p.close()

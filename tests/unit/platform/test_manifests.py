@@ -72,7 +72,9 @@ def test_tf_serving_args_ports_probe_and_pinned_version() -> None:
     assert "--monitoring_config_file=/etc/tensorgate/monitoring.config" in args
     served = ModelRef(name="mnist", version="2", uri="gs://bucket/models/mnist")
     assert f"--model_config_file=/etc/tensorgate/{m.models_config_key(served)}" in args
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/mnist/versions/2"
+    assert container["readinessProbe"]["grpc"] == {"port": 8500}
+    assert "--rest_api_timeout_in_ms=30000" in args
+    assert "--enable_grpc_healthcheck_service=true" in args
     cm = m.serving_config_map(doc, [served])
     assert "/monitoring/prometheus/metrics" in cm["data"]["monitoring.config"]
     assert "versions: 2" in cm["data"][m.models_config_key(served)]
@@ -91,7 +93,7 @@ def test_model_config_key_follows_what_is_loaded_not_the_version_string() -> Non
     [
         ("pvc://models/churn", "/models/pvc/churn", "models"),
         ("pvc://models", "/models/pvc", "models"),
-        ("s3://b/m", "s3://b/m", None),
+        ("s3://b/m", "/models/s3", None),
         ("/models/m", "/models/m", None),
     ],
 )
@@ -107,9 +109,64 @@ def test_model_uri_schemes(uri: str, base_path: str, claim: str | None) -> None:
     assert claims == ([claim] if claim else [])
 
 
-def test_credentials_secret_becomes_env() -> None:
-    container = pod_of(body(serving={"credentialsSecret": "s3-creds"}))["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+def test_credentials_secret_becomes_env_for_other_uris() -> None:
+    doc = body(
+        serving={"credentialsSecret": "creds"}, model={"name": "m", "version": "2", "uri": "/m"}
+    )
+    container = pod_of(doc)["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "creds"}}]
+
+
+def test_gcs_key_file_is_mounted_and_named_by_path() -> None:
+    """GOOGLE_APPLICATION_CREDENTIALS must be a key file's path (TF Serving's gs:// support
+    reads it as one, tensorflow/serving FACTS: model_servers/server.cc uses TF's GCS
+    filesystem); the Secret's key is mounted read-only and the variable points at it."""
+    doc = body(serving={"credentialsSecret": "gcs", "gcsKeyFileKey": "sa.json"})
+    pod = pod_of(doc)
+    container = pod["containers"][0]
+    assert container["env"] == [
+        {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/var/secrets/google/sa.json"}
+    ]
+    assert "envFrom" not in container
+    mount = next(v for v in container["volumeMounts"] if v["name"] == "gcs-key")
+    assert mount == {"name": "gcs-key", "mountPath": "/var/secrets/google", "readOnly": True}
+    volume = next(v for v in pod["volumes"] if v["name"] == "gcs-key")
+    assert volume["secret"] == {
+        "secretName": "gcs",
+        "items": [{"key": "sa.json", "path": "sa.json"}],
+    }
+
+
+def test_s3_model_is_fetched_by_a_pinned_init_container() -> None:
+    """TF Serving 2.7+ ships no S3 filesystem (tensorflow/serving#1963): an init container
+    with a pinned, configurable image copies the pinned version into an emptyDir, with the
+    Secret's credentials; TF Serving's config points at the local copy."""
+    doc = body(
+        model={"name": "m", "version": "4", "uri": "s3://bucket/models/m"},
+        serving={"credentialsSecret": "aws", "s3FetchImage": "registry.local/aws-cli:2.17.0"},
+    )
+    pod = pod_of(doc)
+    (fetch,) = pod["initContainers"]
+    assert fetch["image"] == "registry.local/aws-cli:2.17.0"
+    assert fetch["command"][-2:] == ["s3://bucket/models/m/4", "/models/s3/4"]
+    assert fetch["envFrom"] == [{"secretRef": {"name": "aws"}}]
+    assert {"name": "model", "emptyDir": {}} in pod["volumes"]
+    assert "envFrom" not in pod["containers"][0]
+    config = m.models_config(ModelRef(name="m", version="4", uri="s3://bucket/models/m"))
+    assert 'base_path: "/models/s3"' in config
+
+
+@pytest.mark.parametrize(("timeout", "threshold"), [("30m", 180), ("90s", 9), ("2h", 720)])
+def test_startup_probe_covers_startup_timeout_before_liveness(timeout: str, threshold: int) -> None:
+    """TF Serving opens no port until every model loaded, with no time limit
+    (tensorflow/serving model_servers/server.cc ServerCore::Create): the startupProbe gives
+    serving.startupTimeout, and liveness (which Kubernetes holds until startup succeeds) has
+    no initial delay of its own to fire early."""
+    container = pod_of(body(serving={"startupTimeout": timeout}))["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["grpc"] == {"port": 8500}
+    assert startup["periodSeconds"] * startup["failureThreshold"] == threshold * 10
+    assert "initialDelaySeconds" not in container["livenessProbe"]
 
 
 def test_restricted_pod_security() -> None:

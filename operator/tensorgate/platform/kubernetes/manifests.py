@@ -7,10 +7,18 @@ track (for the gate and for weighted routers), and the TF Serving monitoring Con
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from tensorgate.api.spec import API_VERSION, KIND, ModelDeploymentSpec, ModelRef, parse_resource
+from tensorgate.api.spec import (
+    API_VERSION,
+    KIND,
+    ModelDeploymentSpec,
+    ModelRef,
+    parse_duration_s,
+    parse_resource,
+)
 from tensorgate.engine.revision import model_key, rollout_revision
 
 Track = Literal["stable", "canary"]
@@ -18,6 +26,7 @@ TRACKS: tuple[Track, ...] = ("stable", "canary")
 
 REST_PORT = 8501
 GRPC_PORT = 8500
+REST_API_TIMEOUT_MS = 30000  # set explicitly: TF Serving cuts REST requests here (504)
 METRICS_PATH = "/monitoring/prometheus/metrics"
 MONITORING_FILE = "monitoring.config"
 MONITORING_DIR = "/etc/tensorgate"
@@ -28,6 +37,9 @@ LABEL_VERSION = "tensorgate.dev/version"
 ANNOTATION_REVISION = "tensorgate.dev/revision"
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RUN_AS_USER = 1000
+S3_MOUNT = "/models/s3"
+GCS_KEY_DIR = "/var/secrets/google"
+STARTUP_PERIOD_S = 10
 
 MONITORING_CONFIG = f'prometheus_config {{\n  enable: true,\n  path: "{METRICS_PATH}"\n}}\n'
 
@@ -86,7 +98,15 @@ def _meta(body: Mapping[str, Any], name: str, labels: dict[str, str]) -> dict[st
 
 
 def _model_path(model: ModelRef) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """The --model_base_path for a URI, plus the volumes and mounts it needs."""
+    """The --model_base_path for a URI, plus the volumes and mounts it needs.
+
+    ``s3://``: TF Serving 2.7+ has no S3 filesystem ("File system scheme 's3' not
+    implemented"), so an init container (``s3_fetch_container``) copies the pinned version
+    into an emptyDir and TF Serving serves that local copy."""
+    if model.uri.startswith("s3://"):
+        volume = {"name": "model", "emptyDir": {}}
+        mounts = [{"name": "model", "mountPath": S3_MOUNT, "readOnly": True}]
+        return S3_MOUNT, [volume], mounts
     if model.uri.startswith("pvc://"):
         claim, _, sub = model.uri[len("pvc://") :].partition("/")
         mount = "/models/pvc"
@@ -118,8 +138,101 @@ def _resources(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return out
 
 
+_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def probes(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """Startup, readiness and liveness probes of the TF Serving container.
+
+    TF Serving opens no port until every model has loaded, with no time limit
+    (``model_servers/server.cc``), so a startupProbe holds liveness off for
+    ``serving.startupTimeout``. All three ask gRPC (``--enable_grpc_healthcheck_service``):
+    a REST probe would count in ``request_count`` and dilute the error rate
+    (``http_server.cc``); the gRPC health service is counted nowhere."""
+    startup_s = parse_duration_s(spec.serving.startup_timeout)
+    return {
+        "startupProbe": {
+            "grpc": {"port": GRPC_PORT},
+            "periodSeconds": STARTUP_PERIOD_S,
+            "timeoutSeconds": 2,
+            "failureThreshold": max(1, math.ceil(startup_s / STARTUP_PERIOD_S)),
+        },
+        "readinessProbe": {
+            "grpc": {"port": GRPC_PORT},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+            "timeoutSeconds": 2,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": "grpc"},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+
+
+def credentials(
+    spec: ModelDeploymentSpec, model: ModelRef
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """How the serving container gets the model store's credentials: (container fields,
+    pod volumes). gs://: the Secret's key file is mounted and GOOGLE_APPLICATION_CREDENTIALS
+    points at it (it must be a path); s3://: the init container gets the Secret instead;
+    other URIs: the Secret's keys as environment."""
+    secret = spec.serving.credentials_secret
+    if not secret or model.uri.startswith("s3://"):
+        return {}, []
+    if model.uri.startswith("gs://"):
+        key = spec.serving.gcs_key_file_key
+        volume = {
+            "name": "gcs-key",
+            "secret": {"secretName": secret, "items": [{"key": key, "path": key}]},
+        }
+        fields = {
+            "env": [{"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{GCS_KEY_DIR}/{key}"}],
+            "volumeMounts": [{"name": "gcs-key", "mountPath": GCS_KEY_DIR, "readOnly": True}],
+        }
+        return fields, [volume]
+    return {"envFrom": [{"secretRef": {"name": secret}}]}, []
+
+
+def s3_fetch_container(spec: ModelDeploymentSpec, model: ModelRef) -> dict[str, Any] | None:
+    """The init container copying an s3:// model version into the pod (None otherwise)."""
+    if not model.uri.startswith("s3://"):
+        return None
+    source = f"{model.uri.rstrip('/')}/{model.version}"
+    container: dict[str, Any] = {
+        "name": "fetch-model",
+        "image": spec.serving.s3_fetch_image,
+        "command": [
+            "aws",
+            "s3",
+            "sync",
+            "--only-show-errors",
+            source,
+            f"{S3_MOUNT}/{model.version}",
+        ],
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "volumeMounts": [
+            {"name": "model", "mountPath": S3_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": dict(_SECURITY_CONTEXT),
+    }
+    if spec.serving.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.serving.credentials_secret}}]
+    return container
+
+
 def serving_container(spec: ModelDeploymentSpec, model: ModelRef) -> dict[str, Any]:
     base_path, _, mounts = _model_path(model)
+    secret_fields, _ = credentials(spec, model)
     container: dict[str, Any] = {
         "name": SERVING_NAME,
         "image": spec.serving.image,
@@ -134,45 +247,26 @@ def serving_container(spec: ModelDeploymentSpec, model: ModelRef) -> dict[str, A
             # is given TF Serving takes name and path from it; the two flags above stay for
             # people and tools reading the pod).
             f"--model_config_file={MONITORING_DIR}/{models_config_key(model)}",
+            f"--rest_api_timeout_in_ms={REST_API_TIMEOUT_MS}",
+            "--enable_grpc_healthcheck_service=true",
         ],
         "ports": [
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
         ],
-        "readinessProbe": {
-            "httpGet": {
-                "path": f"/v1/models/{model.name}/versions/{model.version}",
-                "port": "http",
-            },
-            "periodSeconds": 5,
-            "failureThreshold": 3,
-            "timeoutSeconds": 2,
-        },
-        "livenessProbe": {
-            "tcpSocket": {"port": "grpc"},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
+        **probes(spec),
         "volumeMounts": [
             {"name": "monitoring", "mountPath": MONITORING_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             *mounts,
+            *secret_fields.pop("volumeMounts", []),
         ],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_SECURITY_CONTEXT),
+        **secret_fields,
     }
     resources = _resources(spec)
     if resources:
         container["resources"] = resources
-    if spec.serving.credentials_secret:
-        container["envFrom"] = [{"secretRef": {"name": spec.serving.credentials_secret}}]
     return container
 
 
@@ -191,6 +285,8 @@ def deployment(
     model = model or spec.model
     revision = revision or rollout_revision(spec)
     _, volumes, _ = _model_path(model)
+    _, secret_volumes = credentials(spec, model)
+    fetch = s3_fetch_container(spec, model)
     labels = {**common_labels(name), LABEL_TRACK: track, LABEL_VERSION: model.version}
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -205,9 +301,12 @@ def deployment(
             {"name": "monitoring", "configMap": {"name": config_map_name(name)}},
             {"name": "tmp", "emptyDir": {}},
             *volumes,
+            *secret_volumes,
         ],
         "terminationGracePeriodSeconds": 30,
     }
+    if fetch is not None:
+        pod_spec["initContainers"] = [fetch]
     if spec.serving.node_selector:
         pod_spec["nodeSelector"] = dict(spec.serving.node_selector)
     tolerations = _tolerations(spec)
@@ -290,15 +389,34 @@ def models_config_key(model: ModelRef) -> str:
 
 
 def models_config(model: ModelRef) -> str:
-    """TF Serving model server config that serves exactly one version."""
+    """TF Serving model server config that serves exactly one version.
+
+    TF Serving parses it with protobuf's ``TextFormat`` (``util/proto_util.h``); every string
+    is written as an escaped text-format literal (``"``, ``\\``, newlines and every byte
+    outside printable ASCII as octal escapes), and the version as an integer, so no value can
+    close its string and inject another ``config { ... }`` even if validation were bypassed.
+    """
+
+    def literal(text: str) -> str:
+        out = []
+        for byte in text.encode("utf-8"):
+            if byte in (0x22, 0x5C):  # " and \
+                out.append("\\" + chr(byte))
+            elif 0x20 <= byte < 0x7F:
+                out.append(chr(byte))
+            else:
+                out.append(f"\\{byte:03o}")
+        return '"' + "".join(out) + '"'
+
     base_path, _, _ = _model_path(model)
+    version = int(model.version)  # digits only (the spec's pattern); int() refuses the rest
     return (
         "model_config_list {\n"
         "  config {\n"
-        f'    name: "{model.name}"\n'
-        f'    base_path: "{base_path}"\n'
+        f"    name: {literal(model.name)}\n"
+        f"    base_path: {literal(base_path)}\n"
         '    model_platform: "tensorflow"\n'
-        f"    model_version_policy {{ specific {{ versions: {model.version} }} }}\n"
+        f"    model_version_policy {{ specific {{ versions: {version} }} }}\n"
         "  }\n"
         "}\n"
     )

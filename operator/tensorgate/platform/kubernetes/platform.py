@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
 from typing import Any
 
+from tensorgate.api.manifest_io import read_golden_file
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, KubeAPIError
@@ -139,6 +139,15 @@ class KubernetesPlatform:
         return None
 
     async def endpoints(self, body: Body, track: str) -> list[str]:
+        return await self._addresses(body, track, "http", m.REST_PORT)
+
+    async def grpc_endpoints(self, body: Body, track: str) -> list[str]:
+        """``host:port`` gRPC addresses of a track's ready servers (the ``grpc`` port)."""
+        return await self._addresses(body, track, "grpc", m.GRPC_PORT)
+
+    async def _addresses(
+        self, body: Body, track: str, port_name: str, default_port: int
+    ) -> list[str]:
         service = m.track_service_name(body["metadata"]["name"], _track(track))
         slices = await self._kube.list(
             collection_path("discovery.k8s.io/v1", "EndpointSlice", _ns(body)),
@@ -147,15 +156,17 @@ class KubernetesPlatform:
         found: list[str] = []
         for es in slices:
             port = next(
-                (p.get("port") for p in es.get("ports") or [] if p.get("name") == "http"),
-                m.REST_PORT,
+                (p.get("port") for p in es.get("ports") or [] if p.get("name") == port_name),
+                default_port,
             )
             for ep in es.get("endpoints") or []:
                 if (ep.get("conditions") or {}).get("ready", True):
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
-        return sorted(set(found)) or await self._ready_pods(body, track)
+        return sorted(set(found)) or await self._ready_pods(body, track, port_name, default_port)
 
-    async def _ready_pods(self, body: Body, track: str) -> list[str]:
+    async def _ready_pods(
+        self, body: Body, track: str, port_name: str = "http", default_port: int = m.REST_PORT
+    ) -> list[str]:
         """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
         when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
         addresses, which simulated clusters such as the kwok test cluster hand out)."""
@@ -173,9 +184,9 @@ class KubernetesPlatform:
                 p.get("containerPort")
                 for c in (pod.get("spec") or {}).get("containers") or []
                 for p in c.get("ports") or []
-                if p.get("name") == "http"
+                if p.get("name") == port_name
             ]
-            found.append(f"{status['podIP']}:{ports[0] if ports else m.REST_PORT}")
+            found.append(f"{status['podIP']}:{ports[0] if ports else default_port}")
         return sorted(set(found))
 
     async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
@@ -219,7 +230,9 @@ class KubernetesPlatform:
                 "a ConfigMap (configMapRef) or a path mounted into its pod"
             )
         try:
-            return await asyncio.to_thread(Path(uri).read_bytes)
+            return await asyncio.to_thread(
+                read_golden_file, uri, self.golden_sources.options.max_bytes
+            )
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {uri!r}: {exc}") from exc
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from tensorgate.api.manifest_io import read_golden_file
 from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
 from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, ServingError
@@ -109,7 +110,7 @@ class LocalPlatform:
                 [
                     self.python,
                     "-m",
-                    "tensorgate.serving.local",
+                    "tensorgate.serving.backend",
                     "--model-name",
                     model.name,
                     "--model-base-path",
@@ -213,7 +214,7 @@ class LocalPlatform:
                 )
             return await self.golden_sources.fetch(golden.uri)
         try:
-            return local_path(golden.uri).read_bytes()
+            return read_golden_file(local_path(golden.uri), self.golden_sources.options.max_bytes)
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {golden.uri!r}: {exc}") from exc
 

@@ -10,12 +10,12 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import typer
@@ -37,10 +37,19 @@ from tensorgate.errors import ConfigError, ServingError, SpecError
 from tensorgate.gate.golden import load_golden
 from tensorgate.gate.html_report import write_html
 from tensorgate.gate.report import Decision, GateReport
-from tensorgate.gate.runner import GateConfig, Progress, run_gate
+from tensorgate.gate.runner import GateConfig, Progress, pre_run_warnings, run_gate
 from tensorgate.serving.base import ClientOptions, ModelClient
 
-__all__ = ["Endpoint", "load_contract", "parse_endpoint", "register", "render_report"]
+__all__ = [
+    "Endpoint",
+    "load_contract",
+    "parse_endpoint",
+    "register",
+    "render_report",
+    "with_clients",
+]
+
+T = TypeVar("T")
 
 EXIT_PROMOTE = 0
 EXIT_ROLLBACK = 1
@@ -167,6 +176,9 @@ def render_report(report: GateReport, console: Console, *, title: str = "TensorG
     for check in report.smoke.checks:
         table.add_row(check.name, _mark(check.passed), check.message)
     console.print(table)
+    diff = report.smoke.contract_diff
+    if diff is not None:
+        console.print(f"contract diff vs the stable model: {diff.summary()}", highlight=False)
     canary = report.canary
     if canary.ran:
         t = Table(title="canary accuracy comparison (paired, same golden set)")
@@ -190,7 +202,7 @@ def render_report(report: GateReport, console: Console, *, title: str = "TensorG
         for check in canary.checks:
             t.add_row(check.name, _mark(check.passed))
         console.print(t)
-        if canary.recall_changes:
+        if canary.recall_changes:  # informative: it does not decide
             shown = ", ".join(
                 f"class {c.label}: {c.stable_recall:.0%}->{c.candidate_recall:.0%}"
                 for c in canary.recall_changes[:5]
@@ -202,6 +214,8 @@ def render_report(report: GateReport, console: Console, *, title: str = "TensorG
             )
     else:
         console.print("canary accuracy comparison: [yellow]not run[/yellow] (smoke failed)")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
     colour = "green" if report.decision == Decision.PROMOTE else "red"
     caught = ", ".join(report.caught_by) or "nothing"
     console.print(
@@ -241,6 +255,52 @@ def _client(
     )
 
 
+def with_clients(
+    stable: str,
+    candidate: str,
+    contract: ContractSpec,
+    model_name: str,
+    protocol: Protocol | None,
+    options: ClientOptions,
+    work: Callable[[ModelClient, ModelClient], Awaitable[T]],
+) -> T:
+    """Run ``work(stable, candidate)`` with clients for two endpoints (a PATH is served
+    locally for the run; clients and servers are closed afterwards)."""
+    endpoints = {"stable": parse_endpoint(stable), "candidate": parse_endpoint(candidate)}
+    for role, ep in endpoints.items():
+        if protocol is not None and ep.kind != "path" and ep.kind != str(protocol):
+            raise ConfigError(
+                f"--{role} {ep.location} is a {ep.kind} URL but --protocol is {protocol}"
+            )
+    chosen = protocol or Protocol.GRPC
+
+    with ExitStack() as stack:
+        servers: dict[str, Any] = {}
+        for role, ep in endpoints.items():
+            if ep.kind == "path":
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                from tensorgate.serving.backend import LocalModelServer
+
+                servers[role] = stack.enter_context(
+                    LocalModelServer(model_name, ep.location, require_version_folders=False)
+                )
+
+        async def run() -> T:
+            clients = {
+                role: _client(
+                    ep, chosen, model_name, options, contract.signature, servers.get(role)
+                )
+                for role, ep in endpoints.items()
+            }
+            try:
+                return await work(clients["stable"], clients["candidate"])
+            finally:
+                for client in clients.values():
+                    await client.aclose()
+
+        return asyncio.run(run())
+
+
 def _gate(
     stable: str,
     candidate: str,
@@ -268,46 +328,18 @@ def _gate(
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, "options")) from exc
     config = GateConfig.build(contract, smoke=smoke, analysis=analysis, golden_set=golden_spec)
-    golden_set = load_golden(golden, contract, golden_spec)
-    endpoints = {"stable": parse_endpoint(stable), "candidate": parse_endpoint(candidate)}
-    for role, ep in endpoints.items():
-        if protocol is not None and ep.kind != "path" and ep.kind != str(protocol):
-            raise ConfigError(
-                f"--{role} {ep.location} is a {ep.kind} URL but --protocol is {protocol}"
-            )
+    golden_set = load_golden(golden, contract, golden_spec, slices=config.slices)
+    for warning in pre_run_warnings(golden_set, config):
+        typer.echo(f"warning: {warning}", err=True)
     options = ClientOptions(timeout_s=timeout_s, batch_size=batch_size, concurrency=concurrency)
-    chosen = protocol or Protocol.GRPC
 
-    with ExitStack() as stack:
-        servers: dict[str, Any] = {}
-        for role, ep in endpoints.items():
-            if ep.kind == "path":
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                from tensorgate.serving.local import LocalModelServer
+    async def judge(stable_client: ModelClient, candidate_client: ModelClient) -> GateReport:
+        with progress_bar(not as_json) as progress:
+            return await run_gate(
+                stable_client, candidate_client, golden_set, config, progress=progress
+            )
 
-                servers[role] = stack.enter_context(LocalModelServer(model_name, ep.location))
-
-        async def run() -> GateReport:
-            clients = {
-                role: _client(
-                    ep, chosen, model_name, options, contract.signature, servers.get(role)
-                )
-                for role, ep in endpoints.items()
-            }
-            try:
-                with progress_bar(not as_json) as progress:
-                    return await run_gate(
-                        clients["stable"],
-                        clients["candidate"],
-                        golden_set,
-                        config,
-                        progress=progress,
-                    )
-            finally:
-                for client in clients.values():
-                    await client.aclose()
-
-        report = asyncio.run(run())
+    report = with_clients(stable, candidate, contract, model_name, protocol, options, judge)
 
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -333,7 +365,8 @@ def gate(
         float | None, typer.Option(help="Non-inferiority margin (default 0.02)")
     ] = None,
     confidence: Annotated[
-        float | None, typer.Option(help="Confidence of the one-sided bound (default 0.95)")
+        float | None,
+        typer.Option(help="One-sided confidence (0.95 = at most 5% false promotions)"),
     ] = None,
     model_name: Annotated[str, typer.Option(help="TF Serving model name")] = "model",
     protocol: Annotated[
@@ -383,7 +416,7 @@ def demo(
     ] = None,
 ) -> None:
     """Train a good and a silently broken model, serve both locally, and gate the broken one."""
-    from tensorgate.gate.demo import run_demo
+    from tensorgate.commands.demo import run_demo
 
     console = Console()
     if not as_json:

@@ -39,7 +39,7 @@ from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 logger = logging.getLogger(__name__)
 
 TERMINAL = {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED}
-USER_ENTRYPOINT = "GRPC"
+USER_ENTRYPOINT = "REST"  # user traffic is REST; the gate talks gRPC
 
 
 class WallClock:
@@ -117,17 +117,18 @@ class TrafficSource:
         self._clients: dict[str, tuple[str, ModelClient]] = {}
 
     async def _client(self, track: str) -> ModelClient | None:
-        from tensorgate.serving.grpc import GrpcModelClient
+        from tensorgate.serving.rest import RestModelClient
 
-        target = self._platform.grpc_target(self._name, track)
-        if target is None:
+        served = self._platform.tracks.get((self._name, track))
+        if served is None:
             return None
+        target = f"http://{served.rest}"
         cached = self._clients.get(track)
         if cached is not None and cached[0] == target:
             return cached[1]
         if cached is not None:
             await cached[1].aclose()
-        client = GrpcModelClient(
+        client = RestModelClient(
             target,
             self._spec.model.name,
             signature_name=self._spec.contract.signature,
@@ -167,7 +168,8 @@ def _body(doc: dict[str, Any], generation: int, status: dict[str, Any]) -> dict[
 
 
 def user_requests_served(metrics_text: str | None, model_name: str) -> int | None:
-    """Successful gRPC predict requests a server answered (user traffic; the gate uses REST)."""
+    """Successful REST predicts a server answered (user traffic; the gate uses gRPC, and
+    REST status/metadata GETs carry ``API=""``)."""
     if metrics_text is None:
         return None
     from prometheus_client.parser import text_string_to_metric_families
@@ -179,6 +181,7 @@ def user_requests_served(metrics_text: str | None, model_name: str) -> int | Non
                 s.name == ":tensorflow:serving:request_latency_count"
                 and s.labels.get("model_name") == model_name
                 and s.labels.get("entrypoint") == USER_ENTRYPOINT
+                and s.labels.get("API") == "predict"
             ):
                 total += s.value
     return int(total)

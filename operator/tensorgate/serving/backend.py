@@ -15,10 +15,32 @@ highest version by default, or pinned ones. It speaks
 It is the embedded backend of ``tensorgate demo``, the tests, ``tensorgate gate PATH`` and of
 pods played on the local rollout platform. It is not a replacement for TF Serving in clusters.
 
-Run as a process::
+Run as a process, with TF Serving's own flags (``tensorflow_model_server``'s spelling; the
+dashed forms of the first four are kept)::
 
-    python -m tensorgate.serving.local --model-name NAME --model-base-path PATH \\
-        --rest-port 8501 --grpc-port 8500 --host 127.0.0.1 [--version N]
+    python -m tensorgate.serving.backend --model_name NAME --model_base_path PATH \\
+        --rest_api_port 8501 --port 8500 --host 127.0.0.1 [--version N] \\
+        [--model_config_file FILE] [--rest_api_timeout_in_ms MS] \\
+        [--enable_serialization_as_tensor_content] [--enable_grpc_healthcheck_service] \\
+        [--monitoring_config_file FILE]
+
+As ``model_servers/main.cc`` and ``server.cc`` do, ``--model_config_file`` wins over
+``--model_name`` / ``--model_base_path`` (its ``model_version_policy`` chooses the versions),
+and version folders must be numbered. Where it answers as TF Serving does (the fidelity table
+in tests/integration/gate/test_serving_fidelity.py):
+
+- every ``/v1/...`` REST request counts in ``request_count`` (status and metadata GETs and
+  probes too, a malformed path with an empty model name), every gRPC Predict too, created
+  lazily per status; ``request_latency`` only for successful ones, ``API="predict"`` for REST
+  predicts, ``""`` for REST GETs, ``"Predict"`` for gRPC (``model_servers/http_server.cc``,
+  ``prediction_service_impl.cc``, ``servables/tensorflow/util.cc``);
+- status codes map to HTTP as ``http_server.cc`` ``ToHTTPStatusCode`` does; a REST request
+  is cut at ``--rest_api_timeout_in_ms`` with 504;
+- gRPC Predict answers in the typed ``*_val`` fields unless
+  ``--enable_serialization_as_tensor_content``;
+- REST JSON (``util/json_tensor.cc``): ``{"b64": ...}`` strings in and, for DT_STRING outputs
+  named ``*_bytes``, out; no conversion for DT_HALF / DT_UINT16 inputs (501) nor DT_HALF
+  outputs (400).
 
 It prints one ``tensorgate-serving ready ...`` line on stdout once both ports answer, and exits
 with status 0 on SIGTERM or SIGINT.
@@ -27,6 +49,7 @@ with status 0 on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -48,7 +71,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import json_format  # type: ignore[import-untyped]
+from google.protobuf import json_format, text_format  # type: ignore[import-untyped]
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
@@ -58,10 +81,11 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import model_server_config_pb2
 
 from tensorgate.errors import ConfigError
 from tensorgate.serving.base import TF_DTYPES, numpy_dtype
-from tensorgate.serving.grpc import make_tensor_proto, tensor_from_proto
+from tensorgate.serving.tensors import pack, unpack
 
 __all__ = ["LocalModelServer", "find_versions", "main"]
 
@@ -71,16 +95,32 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 READY_WORD = "tensorgate-serving ready"
 
-_HTTP_STATUS = {
+# model_servers/http_server.cc ToHTTPStatusCode; anything else is 500.
+HTTP_STATUS: dict[str, int] = {
     "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
     "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "NOT_FOUND": 404,
-    "UNIMPLEMENTED": 501,
-    "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
+    "UNAUTHENTICATED": 401,
 }
+DEFAULT_REST_TIMEOUT_MS = 30000  # model_servers/main.cc --rest_api_timeout_in_ms
+BYTES_SUFFIX = "_bytes"  # util/json_tensor.cc kBytesTensorNameSuffix
+_NO_JSON_INPUT = {"DT_HALF", "DT_UINT16"}  # util/json_tensor.cc: no JSON -> tensor conversion
+_NO_JSON_OUTPUT = {"DT_HALF"}  # util/json_tensor.cc: no tensor -> JSON conversion
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_HEALTH_SERVICES = {"", "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService"}
 _GRPC_CODES = {c.name: c for c in grpc.StatusCode}
 _LATENCY_BOUNDS_US = [10.0 * 1.8**i for i in range(33)]
 
@@ -94,15 +134,29 @@ class RequestError(Exception):
         super().__init__(f"{code}: {message}")
 
 
-def find_versions(path: str | os.PathLike[str]) -> dict[int, Path]:
-    """Versions under a model base path, or ``{n: path}`` for a SavedModel folder itself.
+def http_status(code: str) -> int:
+    """The HTTP status TF Serving's REST server answers for a canonical error code."""
+    return HTTP_STATUS.get(code, 500)
 
-    A SavedModel folder whose name is a number keeps that number; otherwise it is version 1.
+
+def find_versions(
+    path: str | os.PathLike[str], *, require_version_folders: bool = True
+) -> dict[int, Path]:
+    """Versions under a model base path: numbered folders each holding a SavedModel.
+
+    TF Serving serves only numbered version folders (a SavedModel at the base path itself is
+    not served). With ``require_version_folders=False`` (``tensorgate gate PATH``) a SavedModel
+    folder itself is version ``int(name)`` or 1.
     """
     root = Path(path)
     if not root.is_dir():
         raise ConfigError(f"model path {root}: not a directory")
     if (root / "saved_model.pb").is_file():
+        if require_version_folders:
+            raise ConfigError(
+                f"model path {root}: a SavedModel, not a model base path; TF Serving needs "
+                f"numbered version folders (move it to {root}/1/)"
+            )
         return {int(root.name) if root.name.isdigit() else 1: root}
     versions = {
         int(child.name): child
@@ -259,14 +313,57 @@ class _Metrics:
         return "\n".join(lines) + "\n"
 
 
+# model_servers/http_rest_api_util.cc ParseModelInfo: /v1/models/<name>[/versions/<n> |
+# /labels/<l>][/metadata | :<method>]; anything else under /v1/ is a malformed request.
 _URL = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+))?(?:/(?P<meta>metadata))?"
-    r"(?::(?P<verb>predict|classify|regress))?$"
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>-?[0-9]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/(?P<meta>metadata))?(?::(?P<verb>predict|classify|regress))?$"
 )
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """The one model a server serves: name, base path and the versions to load (None:
+    the newest, TF Serving's default ``latest { num_versions: 1 }``)."""
+
+    name: str
+    base_path: Path
+    versions: tuple[int, ...] | None = None
+    all_versions: bool = False
+    latest: int = 1
+
+
+def read_model_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """Parse a ``--model_config_file`` (text ``ModelServerConfig``) naming one model."""
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(Path(path).read_text(), config)
+    except (OSError, text_format.ParseError) as exc:
+        raise ConfigError(f"--model_config_file {path}: {exc}") from exc
+    models = list(config.model_config_list.config)
+    if len(models) != 1:
+        raise ConfigError(
+            f"--model_config_file {path}: names {len(models)} models; this backend serves one"
+        )
+    model = models[0]
+    policy = model.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "specific":
+        return ModelConfig(model.name, Path(model.base_path), tuple(policy.specific.versions))
+    if kind == "all":
+        return ModelConfig(model.name, Path(model.base_path), all_versions=True)
+    latest = policy.latest.num_versions if kind == "latest" else 1
+    return ModelConfig(model.name, Path(model.base_path), latest=max(1, latest))
+
+
 class LocalModelServer:
-    """Serve one model's versions over REST and gRPC on ``host`` (ports 0 pick free ones)."""
+    """Serve one model's versions over REST and gRPC on ``host`` (ports 0 pick free ones).
+
+    ``model_config_file`` (TF Serving's ``--model_config_file``) wins over ``model_name``,
+    ``model_base_path`` and ``versions``. ``rest_api_timeout_ms`` cuts REST requests with 504;
+    ``tensor_content`` answers gRPC Predict in ``tensor_content`` instead of the typed
+    fields; ``grpc_health`` adds the ``grpc.health.v1.Health`` service.
+    """
 
     def __init__(
         self,
@@ -278,11 +375,25 @@ class LocalModelServer:
         rest_port: int = 0,
         grpc_port: int = 0,
         grpc_workers: int = 8,
+        model_config_file: str | os.PathLike[str] | None = None,
+        rest_api_timeout_ms: int = DEFAULT_REST_TIMEOUT_MS,
+        tensor_content: bool = False,
+        grpc_health: bool = False,
+        require_version_folders: bool = True,
     ) -> None:
-        self.model_name = model_name
-        self.model_base_path = Path(model_base_path)
+        if model_config_file is not None:
+            self.config = read_model_config(model_config_file)
+        else:
+            self.config = ModelConfig(
+                model_name, Path(model_base_path), tuple(versions) if versions else None
+            )
+        self.model_name = self.config.name
+        self.model_base_path = self.config.base_path
         self.host = host
-        self._want_versions = list(versions) if versions else None
+        self.rest_api_timeout_ms = rest_api_timeout_ms
+        self.tensor_content = tensor_content
+        self.grpc_health = grpc_health
+        self._require_version_folders = require_version_folders
         self._rest_port = rest_port
         self._grpc_port = grpc_port
         self._grpc_workers = grpc_workers
@@ -291,22 +402,29 @@ class LocalModelServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._grpc_server: grpc.Server | None = None
+        self._rest_pool = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rest")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> LocalModelServer:
-        found = find_versions(self.model_base_path)
-        if self._want_versions:
-            unknown = sorted(set(self._want_versions) - set(found))
+    def _chosen_versions(self, found: Mapping[int, Path]) -> list[int]:
+        config = self.config
+        if config.versions:
+            unknown = sorted(set(config.versions) - set(found))
             if unknown:
                 raise ConfigError(
                     f"model {self.model_name}: version(s) {unknown} not under "
                     f"{self.model_base_path} (found {sorted(found)})"
                 )
-            chosen = self._want_versions
-        else:
-            chosen = [max(found)]
-        for v in chosen:
+            return list(config.versions)
+        if config.all_versions:
+            return sorted(found)
+        return sorted(found)[-config.latest :]
+
+    def start(self) -> LocalModelServer:
+        found = find_versions(
+            self.model_base_path, require_version_folders=self._require_version_folders
+        )
+        for v in self._chosen_versions(found):
             self._servables[v] = _Servable.load(v, found[v])
         self._start_grpc()
         self._start_rest()
@@ -320,6 +438,7 @@ class LocalModelServer:
         if self._grpc_server is not None:
             self._grpc_server.stop(grace=0.5).wait()
             self._grpc_server = None
+        self._rest_pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> LocalModelServer:
         return self.start()
@@ -370,9 +489,53 @@ class LocalModelServer:
             defs.signature_def[k].CopyFrom(v)
         return defs
 
-    def timed_predict(
+    def rest_request(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """One ``/v1/...`` REST request as ``http_server.cc`` ProcessRequest handles it:
+        answered within ``rest_api_timeout_ms`` (else DEADLINE_EXCEEDED), counted whatever
+        the outcome, its latency recorded when it succeeded. Returns (HTTP status, JSON)."""
+        start = time.perf_counter()
+        match = _URL.match(path)
+        model_name = match["name"] if match else ""
+        api = (match["verb"] or "") if match else ""
+        future = self._rest_pool.submit(self._rest_dispatch, method, path, match, body)
+        try:
+            code, payload = "OK", future.result(timeout=self.rest_api_timeout_ms / 1000)
+        except futures.TimeoutError:
+            future.cancel()
+            code = "DEADLINE_EXCEEDED"
+            payload = {"error": f"Request timed out after {self.rest_api_timeout_ms} ms"}
+        except RequestError as exc:
+            code, payload = exc.code, {"error": exc.message}
+        except Exception as exc:  # a model that crashes must not kill the server
+            log.exception("REST %s %s failed", method, path)
+            code, payload = "INTERNAL", {"error": f"{type(exc).__name__}: {exc}"}
+        latency_us = (time.perf_counter() - start) * 1e6
+        self.metrics.record(model_name, api, "REST", code, latency_us)
+        return http_status(code), payload
+
+    def _rest_dispatch(
+        self, method: str, path: str, match: re.Match[str] | None, raw: bytes
+    ) -> Any:
+        malformed = RequestError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
+        if match is None or match["label"]:
+            raise malformed
+        version = int(match["version"]) if match["version"] else None
+        if method == "GET" and not match["verb"]:
+            if match["meta"]:
+                return self.metadata_json(match["name"], version)
+            return self.status_json(match["name"], version)
+        if method != "POST" or not match["verb"] or match["meta"]:
+            raise malformed
+        if match["verb"] != "predict":
+            raise RequestError("UNIMPLEMENTED", f"{match['verb']} is not supported here")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from exc
+        return self.predict_json(match["name"], version, body)
+
+    def run_predict(
         self,
-        entrypoint: str,
         name: str,
         version: int | None,
         signature: str,
@@ -380,20 +543,8 @@ class LocalModelServer:
         *,
         strict_dtypes: bool,
     ) -> tuple[_Servable, dict[str, np.ndarray]]:
-        start = time.perf_counter()
-        status = "OK"
-        try:
-            servable = self.servable(name, version)
-            return servable, servable.run(signature, inputs, strict_dtypes=strict_dtypes)
-        except RequestError as exc:
-            status = exc.code
-            raise
-        except Exception:
-            status = "INTERNAL"
-            raise
-        finally:
-            latency_us = (time.perf_counter() - start) * 1e6
-            self.metrics.record(name, "Predict", entrypoint, status, latency_us)
+        servable = self.servable(name, version)
+        return servable, servable.run(signature, inputs, strict_dtypes=strict_dtypes)
 
     # -- gRPC ---------------------------------------------------------------------------------
 
@@ -410,6 +561,8 @@ class LocalModelServer:
             _PredictionServicer(self), server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), server)
+        if self.grpc_health:
+            server.add_generic_rpc_handlers((_health_handler(),))
         port = server.add_insecure_port(f"{self.host}:{self._grpc_port}")
         if port == 0:
             raise ConfigError(f"cannot bind gRPC on {self.host}:{self._grpc_port}")
@@ -473,10 +626,20 @@ class LocalModelServer:
             )
         input_names = list(sig.inputs)
         row_format = "instances" in body
-        if row_format == ("inputs" in body):
+        if row_format and "inputs" in body:
             raise RequestError(
-                "INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key (exactly one is needed)"
+                "INVALID_ARGUMENT",
+                "Not formatted correctly expecting only one of 'inputs' or 'instances' keys",
             )
+        if not row_format and "inputs" not in body:
+            raise RequestError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
+        for key, info in sig.inputs.items():
+            if _tf_dtype_name(info.dtype) in _NO_JSON_INPUT:
+                raise RequestError(
+                    "UNIMPLEMENTED",
+                    f"Conversion of JSON Value to type: {_tf_dtype_name(info.dtype)} "
+                    f"(input {key!r}) is not supported; use gRPC",
+                )
         if row_format:
             instances = body["instances"]
             if not isinstance(instances, list) or not instances:
@@ -501,38 +664,65 @@ class LocalModelServer:
                 raise RequestError(
                     "INVALID_ARGUMENT", "'inputs' must name every input of a multi-input signature"
                 )
-        inputs = {k: _from_json(v) for k, v in inputs.items()}
-        _, outputs = self.timed_predict(
-            "REST", name, version, signature, inputs, strict_dtypes=False
-        )
+        inputs = {
+            k: _from_json(v) if k in sig.inputs and _is_string(sig.inputs[k].dtype) else v
+            for k, v in inputs.items()
+        }
+        _, outputs = self.run_predict(name, version, signature, inputs, strict_dtypes=False)
+        for key, value in outputs.items():
+            if value.dtype == np.float16:
+                raise RequestError(
+                    "INVALID_ARGUMENT",
+                    f"Failed to write JSON value for tensor type: half (output {key!r})",
+                )
+        outputs_json = {k: _to_json(v, as_b64=k.endswith(BYTES_SUFFIX)) for k, v in outputs.items()}
         if row_format:
             batch = {len(v) if v.ndim else 1 for v in outputs.values()}
             if len(outputs) == 1:
-                return {"predictions": _to_json(next(iter(outputs.values())))}
+                return {"predictions": next(iter(outputs_json.values()))}
             if len(batch) != 1:
                 raise RequestError(
                     "INVALID_ARGUMENT",
                     "output tensors disagree on the batch size; use the 'inputs' format",
                 )
-            cols = {k: _to_json(v) for k, v in outputs.items()}
+            cols = outputs_json
             return {"predictions": [{k: cols[k][i] for k in cols} for i in range(batch.pop())]}
         if len(outputs) == 1:
-            return {"outputs": _to_json(next(iter(outputs.values())))}
-        return {"outputs": {k: _to_json(v) for k, v in outputs.items()}}
+            return {"outputs": next(iter(outputs_json.values()))}
+        return {"outputs": outputs_json}
+
+
+def _is_string(dtype: int) -> bool:
+    return _tf_dtype_name(dtype) == "DT_STRING"
 
 
 def _from_json(value: Any) -> Any:
-    if isinstance(value, dict) and "b64" in value:
-        import base64
-
-        return np.array([base64.b64decode(value["b64"])], dtype=object)
+    """A JSON string tensor of any rank: ``{"b64": ...}`` leaves become bytes."""
+    if isinstance(value, dict):
+        if "b64" not in value:
+            raise RequestError("INVALID_ARGUMENT", 'a string value object needs a "b64" key')
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (ValueError, TypeError) as exc:
+            raise RequestError("INVALID_ARGUMENT", f"invalid base64 value: {exc}") from exc
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
     return value
 
 
-def _to_json(arr: np.ndarray) -> Any:
+def _to_json(arr: np.ndarray, *, as_b64: bool = False) -> Any:
+    """A tensor as JSON (util/json_tensor.cc): strings as text, or ``{"b64": ...}`` for
+    outputs named ``*_bytes``."""
     if arr.dtype.kind in "OS":
-        flat = [x.decode(errors="replace") if isinstance(x, bytes) else x for x in arr.ravel()]
-        return np.array(flat, dtype=object).reshape(arr.shape).tolist()
+        if as_b64:
+            leaves: list[Any] = [{"b64": base64.b64encode(bytes(x)).decode()} for x in arr.ravel()]
+        else:
+            leaves = [
+                x.decode(errors="replace") if isinstance(x, bytes) else x for x in arr.ravel()
+            ]
+        out = np.empty(len(leaves), dtype=object)
+        out[:] = leaves
+        return out.reshape(arr.shape).tolist()
     return arr.tolist()
 
 
@@ -553,50 +743,48 @@ class _RestHandler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload).encode())
 
-    def _error(self, exc: RequestError) -> None:
-        self._send_json(_HTTP_STATUS.get(exc.code, 500), {"error": exc.message})
+    def _v1(self, method: str) -> None:
+        raw = b""
+        if method == "POST":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, payload = self.server_owner.rest_request(method, self.path, raw)
+        self._send_json(status, payload)
 
     def do_GET(self) -> None:
-        owner = self.server_owner
         if self.path == METRICS_PATH:
-            self._send(200, owner.metrics.render().encode(), "text/plain; version=0.0.4")
-            return
-        match = _URL.match(self.path)
-        if not match or match["verb"]:
-            self._send_json(404, {"error": f"Malformed request: GET {self.path}"})
-            return
-        version = int(match["version"]) if match["version"] else None
-        try:
-            if match["meta"]:
-                self._send_json(200, owner.metadata_json(match["name"], version))
-            else:
-                self._send_json(200, owner.status_json(match["name"], version))
-        except RequestError as exc:
-            self._error(exc)
+            text = self.server_owner.metrics.render()
+            self._send(200, text.encode(), "text/plain; version=0.0.4")
+        elif self.path.startswith("/v1/"):
+            self._v1("GET")
+        else:  # http_server.cc dispatches only /v1/...: other paths are not counted
+            self._send_json(404, {"error": f"Not found: GET {self.path}"})
 
     def do_POST(self) -> None:
-        owner = self.server_owner
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        match = _URL.match(self.path)
-        if not match or match["verb"] is None or match["meta"]:
-            self._send_json(404, {"error": f"Malformed request: POST {self.path}"})
-            return
-        if match["verb"] != "predict":
-            self._send_json(501, {"error": f"{match['verb']} is not supported"})
-            return
-        version = int(match["version"]) if match["version"] else None
-        try:
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise RequestError("INVALID_ARGUMENT", f"JSON Parse error: {exc}") from exc
-            self._send_json(200, owner.predict_json(match["name"], version, body))
-        except RequestError as exc:
-            self._error(exc)
-        except Exception as exc:  # a model that crashes must not kill the server
-            log.exception("predict failed")
-            self._send_json(500, {"error": f"{type(exc).__name__}: {exc}"})
+        if self.path.startswith("/v1/"):
+            self._v1("POST")
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self._send_json(404, {"error": f"Not found: POST {self.path}"})
+
+
+def _health_handler() -> grpc.GenericRpcHandler:
+    """``grpc.health.v1.Health/Check`` as ``server.cc`` enables it with
+    ``--enable_grpc_healthcheck_service``: SERVING for "", ModelService and
+    PredictionService (messages hand-encoded: service = field 1, status = field 1)."""
+
+    def check(request: bytes, context: grpc.ServicerContext) -> bytes:
+        service = ""
+        if request[:1] == b"\n":
+            length = request[1]
+            service = request[2 : 2 + length].decode()
+        if service not in _HEALTH_SERVICES:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
+        return b"\x08\x01"  # status: SERVING
+
+    return grpc.method_handlers_generic_handler(
+        "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    )
 
 
 class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
@@ -607,24 +795,31 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         spec = request.model_spec
         version = spec.version.value if spec.HasField("version") else None
         signature = spec.signature_name or "serving_default"
+        start = time.perf_counter()
+        code, message = "OK", ""
         try:
-            inputs = {k: tensor_from_proto(v) for k, v in request.inputs.items()}
-        except Exception as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad input tensor: {exc}")
-        try:
-            servable, outputs = self.owner.timed_predict(
-                "GRPC", spec.name, version, signature, inputs, strict_dtypes=True
+            try:
+                inputs = {k: unpack(v) for k, v in request.inputs.items()}
+            except Exception as exc:
+                raise RequestError("INVALID_ARGUMENT", f"bad input tensor: {exc}") from exc
+            servable, outputs = self.owner.run_predict(
+                spec.name, version, signature, inputs, strict_dtypes=True
             )
         except RequestError as exc:
-            context.abort(_GRPC_CODES.get(exc.code, grpc.StatusCode.INTERNAL), exc.message)
+            code, message = exc.code, exc.message
         except Exception as exc:
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            code, message = "INTERNAL", f"{type(exc).__name__}: {exc}"
+        # prediction_service_impl.cc: latency when OK, the count always
+        latency_us = (time.perf_counter() - start) * 1e6
+        self.owner.metrics.record(spec.name, "Predict", "GRPC", code, latency_us)
+        if code != "OK":
+            context.abort(_GRPC_CODES.get(code, grpc.StatusCode.INTERNAL), message)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature
         for name, value in outputs.items():
-            response.outputs[name].CopyFrom(make_tensor_proto(value))
+            pack(value, response.outputs[name], content=self.owner.tensor_content)
         return response
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -677,21 +872,38 @@ def serving(
         server.stop()
 
 
+def _flag_bool(text: str) -> bool:
+    if text.lower() in ("true", "1"):
+        return True
+    if text.lower() in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tensorgate.serving.local",
-        description="Serve a TF Serving model base path over TF Serving's REST and gRPC APIs.",
+        prog="python -m tensorgate.serving.backend",
+        description="Serve a TF Serving model base path over TF Serving's REST and gRPC APIs "
+        "(tensorflow_model_server's flags).",
     )
-    parser.add_argument("--model-name", required=True)
-    parser.add_argument("--model-base-path", required=True)
+    parser.add_argument("--model_name", "--model-name", dest="model_name", default="default")
+    parser.add_argument("--model_base_path", "--model-base-path", dest="model_base_path")
+    parser.add_argument("--model_config_file", help="wins over --model_name/--model_base_path")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--rest-port", type=int, default=8501)
-    parser.add_argument("--grpc-port", type=int, default=8500)
+    parser.add_argument("--rest_api_port", "--rest-port", dest="rest_port", type=int, default=8501)
+    parser.add_argument("--port", "--grpc-port", dest="grpc_port", type=int, default=8500)
+    parser.add_argument("--rest_api_timeout_in_ms", type=int, default=DEFAULT_REST_TIMEOUT_MS)
+    for flag in ("--enable_serialization_as_tensor_content", "--enable_grpc_healthcheck_service"):
+        # TF Serving's bool flags: --flag, --flag=true, --flag=false
+        parser.add_argument(flag, nargs="?", const=True, default=False, type=_flag_bool)
+    parser.add_argument("--monitoring_config_file", help="accepted; metrics are always on")
     parser.add_argument(
         "--version", type=int, action="append", help="serve this version (repeatable)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.model_config_file is None and args.model_base_path is None:
+        parser.error("one of --model_config_file or --model_base_path is required")
 
     stop = threading.Event()
 
@@ -703,11 +915,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = LocalModelServer(
             args.model_name,
-            args.model_base_path,
+            args.model_base_path or "",
             versions=args.version,
             host=args.host,
             rest_port=args.rest_port,
             grpc_port=args.grpc_port,
+            model_config_file=args.model_config_file,
+            rest_api_timeout_ms=args.rest_api_timeout_in_ms,
+            tensor_content=args.enable_serialization_as_tensor_content,
+            grpc_health=args.enable_grpc_healthcheck_service,
         ).start()
     except (ConfigError, OSError) as exc:
         print(f"tensorgate-serving: {exc}", file=sys.stderr, flush=True)

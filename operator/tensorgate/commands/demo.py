@@ -126,8 +126,8 @@ def run_demo(
     from tensorgate.api.spec import ContractSpec
     from tensorgate.gate.golden import load_golden
     from tensorgate.gate.runner import GateConfig, run_gate
+    from tensorgate.serving.backend import LocalModelServer
     from tensorgate.serving.base import ClientOptions, ModelClient
-    from tensorgate.serving.local import LocalModelServer
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

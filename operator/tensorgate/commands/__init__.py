@@ -1,0 +1,1 @@
+"""The command-line commands: the gate, the demo, the ledger's history and revert."""

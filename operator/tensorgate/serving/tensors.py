@@ -1,0 +1,174 @@
+"""numpy arrays <-> ``tensorflow.TensorProto`` without TensorFlow and without Python loops.
+
+Packing writes numbers either into ``tensor_content`` (little-endian bytes; what the gate
+sends) or into the typed ``*_val`` fields (what TF Serving answers by default: TensorFlow's
+``Tensor::AsProtoField``; ``tensor_content`` only with
+``--enable_serialization_as_tensor_content``). Unpacking reads both. ``float16`` travels as
+its 16 bits in ``half_val`` (an int32 each), ``DT_STRING`` always in ``string_val``.
+
+The functions take any message with TensorProto's fields, so the local serving backend uses
+them on TensorFlow's own ``TensorProto`` too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tensorgate.errors import ServingError
+from tensorgate.serving.base import TF_DTYPES
+from tensorgate.serving.protos import tf_core_pb2
+
+__all__ = [
+    "DTYPE_ENUM",
+    "ENUM_DTYPE",
+    "dtype_enum_name",
+    "pack",
+    "packed_tensor_parts",
+    "unpack",
+]
+
+DTYPE_ENUM: dict[str, int] = {
+    np_name: tf_core_pb2.DataType.Value(tf_name) for tf_name, np_name in TF_DTYPES.items()
+}
+"""numpy-style dtype name -> ``tensorflow.DataType`` value."""
+ENUM_DTYPE: dict[int, str] = {v: k for k, v in DTYPE_ENUM.items()}
+
+# Typed value fields by dtype (tensorflow/core/framework/tensor.proto).
+_VAL_FIELD: dict[str, str] = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int8": "int_val",
+    "int16": "int_val",
+    "int32": "int_val",
+    "uint8": "int_val",
+    "uint16": "int_val",
+    "int64": "int64_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
+    "bool": "bool_val",
+    "float16": "half_val",
+    "string": "string_val",
+}
+# Packed fixed-width fields: written as one length-delimited record, no per-value work.
+_FIXED_FIELD_NUMBER = {"float32": 5, "float64": 6}
+
+
+def dtype_enum_name(value: int) -> str:
+    """``DT_FLOAT`` for 1, ``DT_<n>`` for a value the project's protos do not name."""
+    try:
+        return str(tf_core_pb2.DataType.Name(value))
+    except ValueError:
+        return f"DT_{value}"
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    return "string" if arr.dtype.kind in "OSU" else arr.dtype.name
+
+
+def _string_values(arr: np.ndarray) -> list[bytes]:
+    if arr.dtype.kind == "S":
+        return list(arr.ravel().tolist())
+    if arr.dtype.kind == "U":
+        return list(np.char.encode(arr.ravel(), "utf-8").tolist())
+    return [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
+
+
+def pack(value: Any, out: Any = None, *, content: bool = True) -> Any:
+    """Pack ``value`` into ``out`` (a new project ``TensorProto`` by default) and return it.
+
+    ``content=True`` puts numbers in ``tensor_content``; ``False`` in the typed field, as TF
+    Serving answers by default. Raises ``ValueError`` for a dtype TF Serving has no type for.
+    """
+    arr = np.asarray(value)
+    proto = tf_core_pb2.TensorProto() if out is None else out
+    name = _dtype_name(arr)
+    if name not in DTYPE_ENUM:
+        raise ValueError(f"unsupported dtype {arr.dtype} (no TensorFlow DataType)")
+    proto.dtype = DTYPE_ENUM[name]
+    dims = proto.tensor_shape.dim
+    for size in arr.shape:
+        dims.add().size = int(size)
+    if name == "string":
+        proto.string_val.extend(_string_values(arr))
+        return proto
+    little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    if content:
+        proto.tensor_content = little.tobytes()
+        return proto
+    if name in _FIXED_FIELD_NUMBER and little.size:
+        raw = little.tobytes()
+        tag = _varint((_FIXED_FIELD_NUMBER[name] << 3) | 2)
+        proto.MergeFromString(tag + _varint(len(raw)) + raw)
+        return proto
+    flat = little.ravel()
+    if name == "float16":
+        flat = flat.view(np.uint16)
+    getattr(proto, _VAL_FIELD[name]).extend(flat.tolist())
+    return proto
+
+
+def packed_tensor_parts(value: Any) -> list[bytes | memoryview]:
+    """The wire bytes of a numeric ``TensorProto`` (``tensor_content``) as parts to join.
+
+    The big part is a view of the array's own little-endian memory: joined with the parts
+    around it, the tensor is copied once on its way into a request, instead of once into the
+    proto and again when the proto is serialised. Strings go through :func:`pack`.
+    """
+    arr = np.asarray(value)
+    if _dtype_name(arr) == "string" or arr.dtype.name not in DTYPE_ENUM:
+        return [pack(arr).SerializeToString()]
+    header: Any = tf_core_pb2.TensorProto()
+    header.dtype = DTYPE_ENUM[arr.dtype.name]
+    for size in arr.shape:
+        header.tensor_shape.dim.add().size = int(size)
+    little = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    raw = little.reshape(-1).view(np.uint8).data
+    return [header.SerializeToString(), b"\x22" + _varint(raw.nbytes), raw]
+
+
+def length_delimited(field: int, parts: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """``parts`` as one length-delimited field ``field`` of an enclosing message."""
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
+    return [_varint((field << 3) | 2) + _varint(size), *parts]
+
+
+def unpack(proto: Any) -> np.ndarray:
+    """The numpy array a TensorProto carries (``tensor_content`` or the typed fields).
+
+    Strings come back as an object array of ``bytes``. One typed value stands for a whole
+    tensor (TensorFlow's convention), no value for zeros.
+    """
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    name = ENUM_DTYPE.get(int(proto.dtype))
+    if name is None:
+        raise ServingError(f"unsupported tensor dtype {dtype_enum_name(int(proto.dtype))}")
+    count = int(np.prod(shape)) if shape else 1
+    flat: np.ndarray
+    if name == "string":
+        flat = np.empty(len(proto.string_val), dtype=object)
+        flat[:] = list(proto.string_val)
+    elif proto.tensor_content:
+        dtype = np.dtype(name).newbyteorder("<")
+        flat = np.frombuffer(proto.tensor_content, dtype=dtype).astype(name, copy=False)
+    elif name == "float16":
+        flat = np.asarray(proto.half_val, dtype=np.int32).astype(np.uint16).view(np.float16)
+    else:
+        flat = np.asarray(getattr(proto, _VAL_FIELD[name]), dtype=name)
+    if flat.size == count:
+        return flat.reshape(shape)
+    if flat.size == 1:
+        return np.full(shape, flat[0], dtype=flat.dtype)
+    if flat.size == 0:
+        return np.zeros(shape, dtype=flat.dtype)
+    raise ServingError(f"tensor of shape {list(shape)} carries {flat.size} values")
