@@ -81,6 +81,9 @@ class ObjectState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     command: asyncio.Event = field(default_factory=asyncio.Event)
     written: str | None = None  # resourceVersion of the driver's own last status write
+    # The newest body seen (a watch event, or the answer to our own status write): a decision
+    # starts from it without a GET. A stale one costs a 409 and a GET, never a wrong write.
+    body: dict[str, Any] | None = None
     edge_failures: int = 0
     driver: asyncio.Task[None] | None = None
 
@@ -148,6 +151,19 @@ def _has_new_command(obj: Mapping[str, Any]) -> bool:
         return False
     last = ((obj.get("status") or {}).get("lastCommand") or {}).get("id")
     return bool(last != command.id)
+
+
+def is_newer(meta: Mapping[str, Any], body: Mapping[str, Any] | None) -> bool:
+    """Whether an object with ``meta`` is newer than ``body`` (None: nothing known). Watch
+    events come in order, but the answer to our own write can overtake an older event.
+    resourceVersions are opaque; the API server's are integers, compared as such."""
+    version = str(meta.get("resourceVersion") or "")
+    if not version:
+        return False
+    known = str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
+    if not (version.isdigit() and known.isdigit()):
+        return True
+    return int(version) > int(known)
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -218,6 +234,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             memo.forget(uid)
             return
         state: ObjectState = memo.object(uid)
+        if is_newer(meta, state.body):
+            state.body = dict(obj)
         if state.driver is None or state.driver.done():
             await ensure_reconciler(memo)
             path = object_path(
@@ -275,7 +293,7 @@ async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> f
     to decide again (0: at once)."""
     reconciler: Reconciler = memo.state["reconciler"]
     client: KubeClient = memo.state["client"]
-    fresh = await client.get(path)
+    fresh = state.body if state.body is not None else await client.get(path)
     if fresh is None or fresh["metadata"].get("deletionTimestamp"):
         return None  # gone or going: the garbage collector removes what it owned
     state.command.clear()
@@ -305,11 +323,14 @@ async def drive_once(memo: Any, state: ObjectState, path: str, logger: Any) -> f
             for e in outcome.events
         ],
     }
-    is_written, version = await _write_status(client, path, fresh, changes)
+    is_written, written = await _write_status(client, path, fresh, changes)
     if not is_written:
         logger.info("status changed under us (resourceVersion conflict): deciding again")
+        state.body = None  # read it afresh
         return 0
-    state.written = version
+    version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+    state.written = str(version) if version else None
+    state.body = written if version else None
     await _record_and_post(
         memo, state, path, fresh, old, Outcome(new, outcome.events, None), logger
     )
@@ -336,6 +357,7 @@ async def _record_and_post(
     done = await client.patch(f"{path}/status", {"status": {UNRECORDED: None}})
     version = ((done or {}).get("metadata") or {}).get("resourceVersion")
     state.written = str(version) if version else state.written
+    state.body = done if version else None
     for event in outcome.events:
         logger.info("%s: %s", event.reason, event.message)
         _post(fresh, event)
@@ -369,9 +391,9 @@ async def recover_unrecorded(memo: Any, state: ObjectState, path: str, logger: A
 
 async def _write_status(
     client: KubeClient, path: str, fresh: dict[str, Any], changes: dict[str, Any]
-) -> tuple[bool, str | None]:
-    """Patch status if nobody wrote it since ``fresh`` was read: (written, the new
-    resourceVersion); (False, None) on a conflict. A write of spec or metadata alone (a command, a label) is no
+) -> tuple[bool, dict[str, Any] | None]:
+    """Patch status if nobody wrote it since ``fresh`` was read: (written, the object the API
+    server answered); (False, None) on a conflict. A write of spec or metadata alone (a command, a label) is no
     conflict for a decision already taken: it is written, and the next decision sees it."""
 
     async def patch(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -395,8 +417,7 @@ async def _write_status(
             if retry_exc.status != 409:
                 raise
             return False, None
-    version = ((done or {}).get("metadata") or {}).get("resourceVersion")
-    return True, str(version) if version else None
+    return True, done
 
 
 async def report_blocked(memo: Any, path: str, exc: EdgeError, logger: Any) -> None:
@@ -457,5 +478,18 @@ async def ensure_reconciler(memo: Any) -> None:
         client = KubeClient(
             conn, timeout_s=memo.settings.request_timeout_s, retries=memo.settings.retries
         )
+        start_informers(client, memo.settings)
         memo.state["client"] = client
         memo.state["reconciler"] = memo.make_reconciler(client, memo.settings)
+
+
+# What the operator watches besides its ModelDeployments: the children it observes on every
+# poll. Their state then comes from the watch, so an idle or waiting object costs no reads.
+INFORMED_KINDS = (("apps/v1", "Deployment"), ("v1", "Pod"), ("v1", "Service"))
+# Every child carries it (manifests.common_labels).
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tensorgate"
+
+
+def start_informers(client: KubeClient, settings: Settings) -> None:
+    for api_version, kind in INFORMED_KINDS:
+        client.inform(api_version, kind, settings.namespaces, MANAGED_SELECTOR)

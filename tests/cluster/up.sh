@@ -9,6 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 WAIT_TIMEOUT=${CLUSTER_WAIT_TIMEOUT:-180}   # seconds, for each wait below
 POD_CIDR=${CLUSTER_POD_CIDR:-127.1.0.0/16}
 SKIP_LABEL=${CLUSTER_PLAYER_LABEL:-app.kubernetes.io/name=tfserving}
+# Optional Service range (kube-apiserver's default 10.0.0.0/24 holds ~250 Services); the
+# 1,000-object benchmark (make bench-scale) sets 10.0.0.0/16. Read when the cluster is created.
+SERVICE_CIDR=${CLUSTER_SERVICE_CIDR:-}
 
 for b in "${CLUSTER_BINARIES[@]}"; do
   [[ -x $CLUSTER_BIN/$b ]] || { echo "cluster tools missing ($CLUSTER_BIN/$b): run make cluster-tools" >&2; exit 1; }
@@ -60,8 +63,15 @@ componentsPatches:
   - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
   - {key: node-ip, value: 127.0.0.1, override: true}
   - {key: cidr, value: "$POD_CIDR"}
----
 YAML
+  if [[ -n $SERVICE_CIDR ]]; then
+    cat >> "$config" <<YAML
+- name: kube-apiserver
+  extraArgs:
+  - {key: service-cluster-ip-range, value: "$SERVICE_CIDR"}
+YAML
+  fi
+  echo "---" >> "$config"
   kwok-stages -skip-label "$SKIP_LABEL" >> "$config"
   { echo "---"; cat "$CLUSTER_DIR/tfserving-stage.yaml"; } >> "$config"
   echo "creating cluster $CLUSTER_NAME ($K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION) in $KWOK_WORKDIR"

@@ -96,18 +96,22 @@ Peering rules are added by the callers (their scope depends on watchNamespaces).
   verbs: ["update"]
 {{- end }}
 # One TF Serving Deployment per track (stable, canary): applied, observed, canary deleted.
+# list/watch: the operator's informer of its children (observations cost no requests).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The user-facing and per-track Services; the replica router patches the selector.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # The serving ConfigMap (model config, monitoring); golden sets referenced by configMapRef.
 - apiGroups: [""]
-  resources: ["services", "configmaps"]
+  resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
-# Pods of a track, to report why they do not schedule.
+# Pods of a track, to report why they do not schedule and which are Ready (informer).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # Ready endpoints of a track, which smoke inference and the golden set are sent to.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]

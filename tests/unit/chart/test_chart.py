@@ -326,10 +326,10 @@ def _rules(role: dict[str, Any]) -> set[tuple[str, str, tuple[str, ...], tuple[s
 OPERATOR_RULES = {
     ("tensorgate.dev", "modeldeployments", ("get", "list", "watch"), ()),
     ("tensorgate.dev", "modeldeployments/status", ("patch",), ()),
-    ("apps", "deployments", ("create", "delete", "get", "patch"), ()),
-    ("", "services", ("create", "get", "patch"), ()),
+    ("apps", "deployments", ("create", "delete", "get", "list", "patch", "watch"), ()),
+    ("", "services", ("create", "get", "list", "patch", "watch"), ()),
     ("", "configmaps", ("create", "get", "patch"), ()),
-    ("", "pods", ("list",), ()),
+    ("", "pods", ("list", "watch"), ()),
     ("discovery.k8s.io", "endpointslices", ("list",), ()),
     ("", "events", ("create",), ()),
     ("gateway.networking.k8s.io", "httproutes", ("create", "get", "patch"), ()),

@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 LAST_APPLIED = "tensorgate.dev/last-applied"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Requests in flight at once. Above this they wait in a FIFO semaphore instead of httpcore's
+# pool, whose queue is quadratic in the number of waiting requests (1,000 objects deciding at
+# once spent most of the operator's CPU there).
+MAX_IN_FLIGHT = 32
+Items = list[dict[str, Any]]  # (KubeClient.list shadows the builtin inside the class)
 
 _PATHS = {
     ("v1", "Service"): "services",
@@ -132,6 +138,8 @@ class KubeClient:
         timeout_s: float = 10.0,
         retries: int = 3,
         backoff_s: float = 0.2,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "tensorgate"}
         if conn.token:
@@ -141,11 +149,18 @@ class KubeClient:
             headers=headers,
             verify=_ssl_context(conn),
             timeout=httpx.Timeout(timeout_s),
+            # The semaphore bounds requests; watches hold a connection each on top of them.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_in_flight),
+            transport=transport,
         )
         self._retries = retries
         self._backoff_s = backoff_s
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self.informers: list[Informer] = []
 
     async def aclose(self) -> None:
+        for informer in self.informers:
+            await informer.stop()
         await self._http.aclose()
 
     async def request(
@@ -163,9 +178,10 @@ class KubeClient:
         headers = {"Content-Type": content_type} if body is not None else {}
         for attempt in range(self._retries + 1):
             try:
-                resp = await self._http.request(
-                    method, path, content=data, headers=headers, params=params
-                )
+                async with self._in_flight:
+                    resp = await self._http.request(
+                        method, path, content=data, headers=headers, params=params
+                    )
             except httpx.HTTPError as exc:
                 if attempt < self._retries:
                     await asyncio.sleep(self._backoff_s * 2**attempt)
@@ -210,13 +226,24 @@ class KubeClient:
         ]
 
     async def watch(
-        self, path: str, *, field_selector: str | None = None, timeout_s: float = 300.0
+        self,
+        path: str,
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_s: float = 300.0,
     ) -> AsyncIterator[dict[str, Any]]:
         """The watch events of a collection (``{"type", "object"}``), for at most
         ``timeout_s``; the server ends the stream at its own timeout too."""
         params = {"watch": "true", "timeoutSeconds": str(int(timeout_s))}
         if field_selector:
             params["fieldSelector"] = field_selector
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if resource_version:
+            params["resourceVersion"] = resource_version
+            params["allowWatchBookmarks"] = "true"
         timeout = httpx.Timeout(timeout_s + 10, connect=10)
         async with self._http.stream("GET", path, params=params, timeout=timeout) as resp:
             if resp.status_code >= 400:
@@ -224,6 +251,38 @@ class KubeClient:
             async for line in resp.aiter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+    def inform(
+        self, api_version: str, kind: str, namespaces: tuple[str, ...], label_selector: str
+    ) -> Informer:
+        """Start a list+watch cache of ``kind`` objects with ``label_selector`` in
+        ``namespaces`` (empty: the whole cluster); ``read``/``read_list`` then answer from it."""
+        informer = Informer(self, api_version, kind, namespaces, label_selector)
+        informer.start()
+        self.informers.append(informer)
+        return informer
+
+    def _informer_for(self, path: str) -> Informer | None:
+        return next((i for i in self.informers if i.covers(path)), None)
+
+    async def read(self, path: str) -> dict[str, Any] | None:
+        """``get``, answered from a synced informer when one covers ``path`` (no request).
+        What it answers may lag the API server by the watch's latency: use it for
+        observations, never for a read-modify-write."""
+        informer = self._informer_for(path)
+        if informer is not None and informer.is_synced(path):
+            return informer.get(path)
+        return await self.get(path)
+
+    async def read_list(self, path: str, label_selector: str) -> Items:
+        """``list`` with an equality selector, answered from a synced informer if one covers
+        the collection ``path`` and its selector is part of ``label_selector``."""
+        informer = self._informer_for(path + "/-")
+        if informer is not None and informer.is_synced(path + "/-"):
+            found = informer.select(path, label_selector)
+            if found is not None:
+                return found
+        return await self.list(path, label_selector)
 
     async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
         return await self.request(
@@ -236,17 +295,18 @@ class KubeClient:
         result = await self.request("DELETE", path, body=body, allow=(404,))
         return result is not None
 
-    async def apply(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, desired: Mapping[str, Any], *, absent: bool = False) -> dict[str, Any]:
         """Create ``desired`` or bring the live object in line with it (client-side apply).
 
-        Unchanged objects cost one GET; a 409 on create (someone else, or a replayed
-        event, created it first) falls through to the patch.
+        Unchanged objects cost one GET; ``absent`` (the caller just saw no such object) skips
+        it and creates at once. A 409 on create (someone else, a replayed event, or a
+        caller's stale view created it first) falls through to the patch.
         """
         path = object_path(desired)
         obj = json.loads(json.dumps(desired))
         stamp = json.dumps(desired, sort_keys=True, separators=(",", ":"))
         obj["metadata"].setdefault("annotations", {})[LAST_APPLIED] = stamp
-        live = await self.get(path)
+        live = None if absent else await self.get(path)
         if live is None:
             collection = path.rsplit("/", 1)[0]
             try:
@@ -268,3 +328,187 @@ class KubeClient:
         patched = await self.patch(path, patch) if patch else live
         assert patched is not None
         return patched
+
+
+def _selector(text: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an informer keeps of an object, to hold 1,000s of them: no managedFields and no
+    last-applied stamp (together most of an object), no pod template spec of a Deployment
+    and, of a Pod's spec, only its containers' names and ports (what observations read)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in {"managedFields"}}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    if "annotations" in meta:
+        meta["annotations"] = annotations
+    slim = {**obj, "metadata": meta}
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return slim
+    template = spec.get("template")
+    if isinstance(template, dict):  # a Deployment: its pods' labels and annotations only
+        slim["spec"] = {**spec, "template": {"metadata": template.get("metadata") or {}}}
+    elif "containers" in spec:  # a Pod
+        containers = [
+            {"name": c.get("name"), "ports": c.get("ports") or []}
+            for c in spec.get("containers") or []
+        ]
+        slim["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers}
+    return slim
+
+
+class Informer:
+    """A list+watch cache of one kind, by object path, for a label selector.
+
+    One task per namespace (or one for the cluster) lists, then watches from the list's
+    resourceVersion; a watch that ends is resumed from the last version seen, an expired
+    version (410) or an error relists. A scope is *synced* from its first list until an error:
+    only then may readers trust that an object missing from it does not exist.
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        api_version: str,
+        kind: str,
+        namespaces: tuple[str, ...],
+        label_selector: str,
+        *,
+        watch_timeout_s: float = 300.0,
+        backoff_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0),
+    ) -> None:
+        self._client = client
+        self._api_version, self._kind = api_version, kind
+        self._namespaces = namespaces
+        self.label_selector = label_selector
+        self._wanted = _selector(label_selector)
+        self._watch_timeout_s = watch_timeout_s
+        self._backoff_s = backoff_s
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._synced: set[str] = set()  # namespaces, or "" for the cluster
+        self._tasks: list[asyncio.Task[None]] = []
+        probe = collection_path(api_version, kind, "NS")
+        self._prefix, self._plural = probe.split("/namespaces/NS/")
+
+    def _collection(self, namespace: str) -> str:
+        if not namespace:
+            return f"{self._prefix}/{self._plural}"
+        return f"{self._prefix}/namespaces/{namespace}/{self._plural}"
+
+    def _path(self, obj: Mapping[str, Any]) -> str:
+        meta = obj.get("metadata") or {}
+        return f"{self._collection(str(meta.get('namespace') or ''))}/{meta.get('name')}"
+
+    def _namespace_of(self, path: str) -> str | None:
+        """The namespace of an object path of our kind, or None if ``path`` is not one."""
+        head = f"{self._prefix}/namespaces/"
+        if not path.startswith(head):
+            return None
+        namespace, _, rest = path[len(head) :].partition("/")
+        plural, _, name = rest.partition("/")
+        if plural != self._plural or not name or "/" in name:
+            return None
+        return namespace
+
+    def covers(self, path: str) -> bool:
+        namespace = self._namespace_of(path)
+        return namespace is not None and (not self._namespaces or namespace in self._namespaces)
+
+    def is_synced(self, path: str) -> bool:
+        namespace = self._namespace_of(path)
+        scope = "" if not self._namespaces else namespace
+        return namespace is not None and scope in self._synced
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        return self._objects.get(path)
+
+    def select(self, collection: str, label_selector: str) -> Items | None:
+        """Objects of ``collection`` matching an equality selector; None if the selector
+        does not narrow ours (the cache may lack what it asks for)."""
+        wanted = _selector(label_selector)
+        if any(wanted.get(k) != v for k, v in self._wanted.items()):
+            return None
+        prefix = collection + "/"
+        return [
+            obj
+            for path, obj in self._objects.items()
+            if path.startswith(prefix)
+            and all(
+                ((obj.get("metadata") or {}).get("labels") or {}).get(k) == v
+                for k, v in wanted.items()
+            )
+        ]
+
+    def apply_event(self, event: Mapping[str, Any]) -> str | None:
+        """Fold one watch event into the cache; returns the resourceVersion it carries, or
+        None for an ERROR event (the caller relists)."""
+        kind, obj = event.get("type"), event.get("object") or {}
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "ERROR":
+            return None
+        if kind in {"ADDED", "MODIFIED"}:
+            self._objects[self._path(obj)] = _slim(obj)
+        elif kind == "DELETED":
+            self._objects.pop(self._path(obj), None)
+        return str(version) if version else ""
+
+    def replace(self, namespace: str, items: list[dict[str, Any]]) -> None:
+        """A fresh list of one scope replaces what the cache held for it."""
+        prefix = self._collection(namespace) + "/" if namespace else None
+        for path in [p for p in self._objects if prefix is None or p.startswith(prefix)]:
+            del self._objects[path]
+        for item in items:
+            if namespace:
+                item.setdefault("metadata", {}).setdefault("namespace", namespace)
+            self._objects[self._path(item)] = _slim(item)
+        self._synced.add(namespace)
+
+    def start(self) -> None:
+        for scope in self._namespaces or ("",):
+            self._tasks.append(asyncio.create_task(self._run(scope)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _run(self, scope: str) -> None:
+        path, failures = self._collection(scope), 0
+        while True:
+            try:
+                listing = await self._client.request(
+                    "GET", path, params={"labelSelector": self.label_selector}
+                )
+                version = str(((listing or {}).get("metadata") or {}).get("resourceVersion") or "")
+                if not version:
+                    raise KubeAPIError(f"LIST {path}: no resourceVersion to watch from")
+                self.replace(scope, list((listing or {}).get("items") or []))
+                failures = 0
+                while version:
+                    started = time.monotonic()
+                    async for event in self._client.watch(
+                        path,
+                        label_selector=self.label_selector,
+                        resource_version=version,
+                        timeout_s=self._watch_timeout_s,
+                    ):
+                        seen = self.apply_event(event)
+                        if seen is None:  # e.g. 410 Gone: relist
+                            version = ""
+                            break
+                        version = seen or version
+                    if time.monotonic() - started < 1.0:
+                        await asyncio.sleep(1.0)  # a server that ends watches at once
+            except asyncio.CancelledError:
+                raise
+            except (KubeAPIError, httpx.HTTPError, ValueError) as exc:
+                self._synced.discard(scope)
+                delay = self._backoff_s[min(failures, len(self._backoff_s) - 1)]
+                failures += 1
+                where = scope or "all namespaces"
+                logger.warning(
+                    "%s informer for %s: %s; relisting in %.0fs", self._kind, where, exc, delay
+                )
+                await asyncio.sleep(delay)

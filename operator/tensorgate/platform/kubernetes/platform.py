@@ -1,4 +1,8 @@
-"""Kubernetes: serving tracks as Deployments, endpoints from EndpointSlices, two routers."""
+"""Kubernetes: serving tracks as Deployments, endpoints from EndpointSlices, two routers.
+
+Observations (Deployments, their Pods, the user-facing Service) are ``KubeClient.read``s:
+answered from the operator's informers when they are synced (no request), else a GET. Writes
+and read-modify-writes (``apply``, the serving ConfigMap) always go to the API server."""
 
 from __future__ import annotations
 
@@ -33,6 +37,15 @@ def _revision_of(deployment: dict[str, Any]) -> str | None:
     return str(revision) if revision else None
 
 
+def _pod_selector(body: Body, track: str) -> str:
+    """The track's pods, with the label every child carries: what the informer holds."""
+    labels = m.selector_labels(body["metadata"]["name"], _track(track))
+    managed = m.common_labels(body["metadata"]["name"])["app.kubernetes.io/managed-by"]
+    return ",".join(
+        f"{k}={v}" for k, v in {**labels, "app.kubernetes.io/managed-by": managed}.items()
+    )
+
+
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
@@ -46,7 +59,7 @@ class KubernetesPlatform:
         path = object_path(desired)
         live = await self._kube.get(path)
         if live is None:
-            await self._kube.apply(desired)
+            await self._kube.apply(desired, absent=True)
             return
         data = live.get("data") or {}
         missing = {k: v for k, v in desired["data"].items() if data.get(k) != v}
@@ -68,7 +81,7 @@ class KubernetesPlatform:
         stable pod runs cannot change under it."""
         name = m.deployment_name(body["metadata"]["name"], _track(track))
         path = f"{collection_path('apps/v1', 'Deployment', _ns(body))}/{name}"
-        live = await self._kube.get(path)
+        live = await self._kube.read(path)
         if live is not None and revision is not None and _revision_of(live) == revision:
             if int((live.get("spec") or {}).get("replicas", 1)) != replicas:
                 await self._kube.patch(path, {"spec": {"replicas": replicas}})
@@ -79,13 +92,14 @@ class KubernetesPlatform:
         await self._kube.apply(
             m.deployment(
                 body, spec, _track(track), model=model, replicas=replicas, revision=revision
-            )
+            ),
+            absent=live is None,
         )
 
     async def _apply_service(self, svc: dict[str, Any]) -> None:
         # The shared Service's selector belongs to the router: create it, never reset it.
-        if await self._kube.get(object_path(svc)) is None:
-            await self._kube.apply(svc)
+        if await self._kube.read(object_path(svc)) is None:
+            await self._kube.apply(svc, absent=True)
 
     async def delete_track(self, body: Body, track: str) -> None:
         name = m.deployment_name(body["metadata"]["name"], _track(track))
@@ -94,7 +108,7 @@ class KubernetesPlatform:
     async def observe(self, body: Body, track: str) -> TrackObservation:
         name = body["metadata"]["name"]
         base = collection_path("apps/v1", "Deployment", _ns(body))
-        dep = await self._kube.get(f"{base}/{m.deployment_name(name, _track(track))}")
+        dep = await self._kube.read(f"{base}/{m.deployment_name(name, _track(track))}")
         if dep is None:
             return TrackObservation()
         spec, status = dep.get("spec") or {}, dep.get("status") or {}
@@ -116,11 +130,8 @@ class KubernetesPlatform:
         )
 
     async def _unschedulable(self, body: Body, track: str) -> str | None:
-        selector = ",".join(
-            f"{k}={v}"
-            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
-        )
-        pods = await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector)
+        selector = _pod_selector(body, track)
+        pods = await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector)
         for pod in pods:
             for cond in (pod.get("status") or {}).get("conditions") or []:
                 if (cond.get("type"), cond.get("status")) == ("PodScheduled", "False"):
@@ -159,12 +170,9 @@ class KubernetesPlatform:
         """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
         when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
         addresses, which simulated clusters such as the kwok test cluster hand out)."""
-        selector = ",".join(
-            f"{k}={v}"
-            for k, v in m.selector_labels(body["metadata"]["name"], _track(track)).items()
-        )
+        selector = _pod_selector(body, track)
         found: list[str] = []
-        for pod in await self._kube.list(collection_path("v1", "Pod", _ns(body)), selector):
+        for pod in await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector):
             status = pod.get("status") or {}
             ready = any(
                 c.get("type") == "Ready" and c.get("status") == "True"
@@ -240,7 +248,7 @@ class ReplicaRouter:
     async def route(self, body: Body, spec: ModelDeploymentSpec, weight: int) -> None:
         svc = m.service(body)
         path = object_path(svc)
-        live = await self._kube.get(path)
+        live = await self._kube.read(path)
         if live is None:
             await self._kube.apply(svc)
             live = svc

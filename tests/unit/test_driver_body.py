@@ -1,0 +1,24 @@
+"""``is_newer``: which body a driver decides from (the newest of watch events and the answers
+to its own status writes), so an event that arrives after our write cannot roll it back."""
+
+from __future__ import annotations
+
+from tensorgate.handlers import is_newer
+
+
+def meta(version: str) -> dict[str, str]:
+    return {"resourceVersion": version}
+
+
+def test_a_newer_version_replaces_and_an_older_one_does_not() -> None:
+    ours = {"metadata": meta("102")}  # the answer to our own status write
+    assert is_newer(meta("103"), ours)
+    assert not is_newer(meta("101"), ours)  # a late event from before our write
+    assert not is_newer(meta("102"), ours)
+    assert is_newer(meta("99"), None)  # nothing known yet
+
+
+def test_versions_that_are_not_integers_always_replace_and_none_never() -> None:
+    """resourceVersions are opaque: a server with other versions gets the latest event."""
+    assert is_newer(meta("b7f"), {"metadata": meta("c1a")})
+    assert not is_newer({}, {"metadata": meta("1")})
