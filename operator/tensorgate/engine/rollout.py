@@ -273,16 +273,18 @@ def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
     model = spec.model
     apply = ApplyTrack("stable", model, spec.serving.replicas, obs.revision)
     if status.phase != Phase.DEPLOYING:
+        # The phase is written first, the (slow) objects are created by the next decision:
+        # 1,000 new objects all get a phase as fast as their status writes go.
         status = _enter(status, Phase.DEPLOYING, now, message=f"deploying {model.version}")
         return Decision(
             status,
-            (apply, Route(0)),
+            (),
             Event(Reason.DEPLOYING, f"deploying version {model.version}"),
             (
                 _ready(Reason.DEPLOYING, f"waiting for version {model.version}", gen, ok=False),
                 _progressing(Reason.DEPLOYING, f"deploying version {model.version}", gen, on=True),
             ),
-            POLL_S,
+            0,
         )
     if obs.stable.is_ready and _track_at(obs.stable, obs.revision, model.version):
         status = _enter(
@@ -302,7 +304,7 @@ def _first_deploy(status: ModelDeploymentStatus, obs: Observations) -> Decision:
             Event(Reason.AVAILABLE, f"version {model.version} ready on {obs.stable.ready} pods"),
             _serving_conditions(f"version {model.version} serving", gen),
         )
-    return _wait_ready(status, obs, obs.stable, "stable", (apply,))
+    return _wait_ready(status, obs, obs.stable, "stable", (apply, Route(0)))
 
 
 def _wait_ready(
