@@ -44,13 +44,6 @@ def _manifests(repo: ModelRepo, namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (handlers.drive): one driver per object with no bound on how many decide at "
-    "once; 500 drivers share one HTTP connection pool and time out (PoolTimeout) in lockstep, "
-    "backing off together: 0 of 500 had a phase after 300 s. Fix: a semaphore around "
-    "drive_once (tried: 16 at a time reconciled them as fast as the API server took them).",
-)
 async def test_cluster_500_model_deployments_applied_at_once_are_all_reconciled(
     cluster: Cluster,
     kube: KubeEnv,
