@@ -290,7 +290,7 @@ async def test_operator_token_is_bound_by_the_chart_rbac(
             "list secrets cluster-wide": "/api/v1/secrets",
             "get the default ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts/default",
             "list nodes": "/api/v1/nodes",
-            "list deployments": f"/apis/apps/v1/namespaces/{ns}/deployments",
+            "list configmaps": f"/api/v1/namespaces/{ns}/configmaps",
             "list CRDs": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
         }
         for what, path in denied.items():
