@@ -277,7 +277,7 @@ async def _gone(client: KubeClient, path: str) -> bool:
 async def test_operator_token_is_bound_by_the_chart_rbac(
     kube: KubeEnv, cluster: Cluster, operator_identity: Identity
 ) -> None:
-    client = KubeClient(operator_identity.connection, timeout_s=10, retries=0)
+    client = KubeClient(operator_identity.connection, timeout_s=10, retries=3)
     ns = kube.namespace
     try:
         # What the chart grants works...
