@@ -453,64 +453,36 @@ def _act(
     _run(lambda: _report(change(_target(name, namespace, kubeconfig, context, timeout_s)), what))
 
 
-@app.command()
-def promote(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Promote the canary now, skipping the remaining steps."""
-    _act(
-        name,
-        namespace,
-        kubeconfig,
-        context,
-        request_timeout,
-        lambda t: _command(t, "promote"),
-        "promotion requested",
-    )
+def _register_command(command: str, help_text: str, what: str) -> None:
+    """``kubectl tensorgate COMMAND NAME``: set the command annotation (one shape for all)."""
+
+    def run(
+        name: NameArg,
+        namespace: NamespaceOpt = None,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        _act(
+            name,
+            namespace,
+            kubeconfig,
+            context,
+            request_timeout,
+            lambda t: _command(t, command),
+            what,
+        )
+
+    app.command(command, help=help_text)(run)
 
 
-@app.command()
-def abort(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Roll back now: all traffic to stable, the canary removed."""
-    _act(
-        name,
-        namespace,
-        kubeconfig,
-        context,
-        request_timeout,
-        lambda t: _command(t, "abort"),
-        "rollback requested",
-    )
-
-
-@app.command()
-def retry(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Gate a rolled-back revision again from the start."""
-    _act(
-        name,
-        namespace,
-        kubeconfig,
-        context,
-        request_timeout,
-        lambda t: _command(t, "retry"),
-        "retry requested",
-    )
+_register_command(
+    "promote", "Promote the canary now, skipping the remaining steps.", "promotion requested"
+)
+_register_command(
+    "abort", "Roll back now: all traffic to stable, the canary removed.", "rollback requested"
+)
+_register_command("retry", "Gate a rolled-back revision again from the start.", "retry requested")
 
 
 def _set_paused(target: Target, paused: bool) -> dict[str, Any]:

@@ -229,7 +229,7 @@ def test_render_names_the_secret_and_holds_no_value(tmp_path: Path) -> None:
     ("field", "value"),
     [
         ("model.uri", "s3://AKIAEXAMPLE:hunter2@bucket/models/m"),
-        ("goldenSet.uri", "http://admin:hunter2@10.0.0.1/golden.npz"),
+        ("goldenSet.uri", "http://admin:hunter2@127.0.0.1/golden.npz"),
         ("goldenSet.uri", "postgresql://tg:hunter2@db/x?sslpassword=hunter2"),
         ("serving.credentialsSecret", "https://user:hunter2@vault/x"),
     ],
