@@ -96,6 +96,9 @@ def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+INFORMER_FALLBACK_GRANTS = {("", "services", "get"), ("apps", "deployments", "get")}
+
+
 def read_audit(path: Path, users: re.Pattern[str], since: datetime) -> list[Call]:
     """Every request by a user ``users`` matches, since ``since`` (one per auditID: a watch
     is logged when it starts and again when it ends)."""
@@ -211,7 +214,9 @@ def test_rbac_audit_operator_uses_exactly_the_chart_grants(
     denied = sorted({f"{c.grant or c.uri} -> {c.code}" for c in calls if c.code == 403})
     assert not denied, f"the operator was denied (the chart lacks a grant): {denied}\n{report}"
     used = {c.grant for c in calls if c.grant is not None}
-    unused = sorted(granted - used)
+    # Reads the informers answer once synced: their GET is the fallback before the first sync,
+    # so whether a scenario uses it depends on timing (the grant is needed all the same).
+    unused = sorted(granted - used - INFORMER_FALLBACK_GRANTS)
     assert not unused, (
         f"the chart grants what no scenario used: {unused} (drop the grant, or add the "
         f"scenario that needs it)\n{report}"
