@@ -17,13 +17,15 @@ from typing import Any, Protocol
 from tensorgate.api.reasons import ConditionType, Phase, Reason
 from tensorgate.api.spec import (
     ModelDeploymentSpec,
+    WebhookType,
     metadata_problems,
     parse_duration_s,
     parse_spec,
 )
-from tensorgate.api.status import CheckResult, GateStatus, ModelDeploymentStatus
+from tensorgate.api.status import CheckResult, GateStatus, HookRun, ModelDeploymentStatus
 from tensorgate.engine.conditions import ConditionChange, merge_conditions
-from tensorgate.engine.effects import CommandRequest
+from tensorgate.engine.effects import CommandRequest, PostEvent, RunHooks
+from tensorgate.engine.hooks import hook_payload, post_rollout_event, record_hook_run, stamp
 from tensorgate.engine.revision import rollout_revision
 from tensorgate.engine.rollout import (
     ApplyTrack,
@@ -42,6 +44,8 @@ from tensorgate.engine.rollout import (
     record_check_results,
 )
 from tensorgate.errors import ConfigError, EdgeError, SpecError
+from tensorgate.notify.base import WebhookSender
+from tensorgate.notify.webhooks import HttpWebhookSender
 from tensorgate.platform.base import Body, Platform, TrafficRouter
 
 logger = logging.getLogger(__name__)
@@ -127,11 +131,13 @@ class Reconciler:
         routers: Mapping[str, TrafficRouter],
         checker: Checker,
         clock: Clock,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self._platform = platform
         self._routers = routers
         self._checker = checker
         self._clock = clock
+        self.webhooks: WebhookSender = webhooks or HttpWebhookSender()
 
     async def reconcile(
         self, body: Body, on_decision: Callable[[ModelDeploymentStatus], None] | None = None
@@ -163,14 +169,15 @@ class Reconciler:
             command=read_command(meta),
         )
         decision = decide(status, obs)
-        status = await self._execute(body, spec, decision)
+        extra: list[Event] = []  # what the effects' outcomes add (a failed post-rollout hook)
+        status = await self._execute(body, spec, decision, extra)
         if on_decision is not None:
             on_decision(status)
         events = [decision.event] if decision.event is not None else []
-        return Outcome(status.to_dict(), events, decision.requeue_s)
+        return Outcome(status.to_dict(), [*events, *extra], decision.requeue_s)
 
     async def _execute(
-        self, body: Body, spec: ModelDeploymentSpec, d: Decision
+        self, body: Body, spec: ModelDeploymentSpec, d: Decision, notes: list[Event]
     ) -> ModelDeploymentStatus:
         """Run the effects in order; the outcome of a check lands in the returned status."""
         changes = (
@@ -181,7 +188,7 @@ class Reconciler:
             update={"conditions": merge_conditions(d.status.conditions, changes, self._clock.now())}
         )
         for effect in d.effects:
-            status = await self._run(body, spec, status, effect)
+            status = await self._run(body, spec, status, effect, notes)
         return status
 
     def _check_timeout_s(self, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> float:
@@ -200,7 +207,12 @@ class Reconciler:
         return max(1.0, min(left + 1.0, MAX_CHECK_S))
 
     async def _run(
-        self, body: Body, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, effect: Effect
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        effect: Effect,
+        notes: list[Event],
     ) -> ModelDeploymentStatus:
         match effect:
             case ApplyTrack(track=track, model=model, replicas=replicas, revision=revision):
@@ -259,7 +271,74 @@ class Reconciler:
                 status = self._count(status, results, "metric analysis")
                 if isinstance(results, list):
                     status = record_check_results(status, step, results)
+            case RunHooks(type=kind, step=step):
+                status = await self._run_hooks(body, spec, status, kind, step, notes)
+            case PostEvent(reason=reason, message=message):
+                self._post_event(body, spec, status, str(reason), message)
         return status
+
+    async def _run_hooks(
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        kind: WebhookType,
+        step: int | None,
+        notes: list[Event],
+    ) -> ModelDeploymentStatus:
+        """Call ``kind``'s webhooks together; their answers land in status.hooks (each call
+        is bounded by its hook's timeout and retries, a failure is an answer)."""
+        meta = body.get("metadata") or {}
+        hooks = spec.analysis.hooks_of(kind)
+        calls = [
+            self.webhooks.call(
+                hook,
+                hook_payload(
+                    name=str(meta.get("name")),
+                    namespace=str(meta.get("namespace") or "default"),
+                    spec=spec,
+                    status=status,
+                    hook=hook,
+                ),
+            )
+            for hook in hooks
+        ]
+        results = list(await asyncio.gather(*calls))
+        run = HookRun(
+            type=str(kind),
+            rollout_id=status.rollout_id,
+            step=step,
+            at=stamp(self._clock.now()),
+            results=results,
+        )
+        if kind == WebhookType.POST_ROLLOUT:
+            event = post_rollout_event(results)
+            if event is not None:
+                logger.warning("%s", event.message)
+                notes.append(event)
+        return record_hook_run(status, run)
+
+    def _post_event(
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Queue the Event for the ``event`` webhooks (never waited for)."""
+        meta = body.get("metadata") or {}
+        for hook in spec.analysis.hooks_of(WebhookType.EVENT):
+            payload = hook_payload(
+                name=str(meta.get("name")),
+                namespace=str(meta.get("namespace") or "default"),
+                spec=spec,
+                status=status,
+                hook=hook,
+                reason=reason,
+                message=message,
+            )
+            self.webhooks.post(hook, payload)
 
     def _count(
         self, status: ModelDeploymentStatus, result: object, what: str

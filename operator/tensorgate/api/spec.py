@@ -624,6 +624,109 @@ def _default_metrics() -> list[MetricCheck]:
     ]
 
 
+class WebhookType(StrEnum):
+    """When a webhook is called (Flagger's webhook types)."""
+
+    PRE_ROLLOUT = "pre-rollout"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    ROLLBACK = "rollback"
+    POST_ROLLOUT = "post-rollout"
+    EVENT = "event"
+
+
+class WebhookFormat(StrEnum):
+    """How a webhook's payload is written."""
+
+    JSON = "json"
+    CLOUDEVENTS = "cloudevents"
+    SLACK = "slack"
+
+
+MAX_WEBHOOK_URL_LENGTH = 2048
+MAX_WEBHOOK_TIMEOUT_S = 300.0
+WEBHOOK_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
+
+
+def _webhook_url(url: str) -> str:
+    if not re.fullmatch(WEBHOOK_URL_PATTERN, url):
+        raise ValueError(
+            f"must be an http:// or https:// URL with a host, such as "
+            f"https://hooks.example.com/approve (got {short_repr(url)})"
+        )
+    return url
+
+
+def _webhook_timeout(text: str) -> str:
+    if parse_duration_s(text) > MAX_WEBHOOK_TIMEOUT_S:
+        raise ValueError(f"at most 5m (got {text!r}); a slow hook holds the rollout's driver")
+    if parse_duration_s(text) <= 0:
+        raise ValueError(f"must be more than 0s (got {text!r})")
+    return text
+
+
+class Webhook(_Model):
+    name: str = Field(
+        pattern=DNS_LABEL_PATTERN,
+        max_length=63,
+        description="Webhook name, unique in analysis.webhooks (it names the hook in status, "
+        "Events and the payload).",
+    )
+    type: WebhookType = Field(
+        description="pre-rollout: before the canary gets any traffic, a non-2xx answer is a "
+        "failed check; confirm-promotion: after the last step, promotion waits until it "
+        "answers 2xx (a manual gate); rollback: called at every step's analysis, a 2xx rolls "
+        "back; post-rollout: once after Promoted or RolledBack (a failure is only reported); "
+        "event: every phase change and failed check is posted (best effort)."
+    )
+    url: str = Field(
+        min_length=1,
+        max_length=MAX_WEBHOOK_URL_LENGTH,
+        description="http:// or https:// URL the payload is POSTed to. It never appears in "
+        "status, Events or logs (only the hook's name and host do).",
+        json_schema_extra={
+            "pattern": WEBHOOK_URL_PATTERN,
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.startsWith('http://') || self.startsWith('https://')",
+                    "must be an http:// or https:// URL",
+                )
+            ],
+        },
+    )
+    timeout: Duration = Field(
+        default="10s", description="Deadline of one call (at most 5m); a call past it fails."
+    )
+    retries: Int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Extra attempts after a failed call (connection error, timeout, 5xx or "
+        "429), with a short backoff.",
+    )
+    format: WebhookFormat = Field(
+        default=WebhookFormat.JSON,
+        description="json: the payload as a JSON object; cloudevents: a CloudEvents 1.0 event "
+        "in structured mode (application/cloudevents+json) with the payload as data; slack: "
+        '{"text": ...} for a Slack (or Mattermost, Teams workflow) incoming webhook.',
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra string fields sent in the payload's metadata, as in Flagger.",
+        json_schema_extra={"maxProperties": 32},
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, url: str) -> str:
+        return _webhook_url(url)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bound(cls, timeout: str) -> str:
+        return _webhook_timeout(timeout)
+
+
 Step = Annotated[int, Strict(), Field(ge=1, le=100)]
 
 
@@ -740,6 +843,20 @@ class AnalysisSpec(_Model):
         description="Checks judged at every step; default: error-rate <= 1% and "
         "latency-p99 <= 1000ms from the TF Serving metrics.",
     )
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=32,
+        description="HTTP hooks called during the rollout (Flagger's webhook types): "
+        "pre-rollout, confirm-promotion, rollback, post-rollout and event.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.all(x, self.exists_one(y, y.name == x.name))",
+                    "webhook names must be unique",
+                )
+            ]
+        },
+    )
 
     @field_validator("steps")
     @classmethod
@@ -749,6 +866,22 @@ class AnalysisSpec(_Model):
         if any(b <= a for a, b in pairwise(steps)):
             raise ValueError(f"must be strictly increasing (got {steps})")
         return steps
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_webhooks(cls, hooks: list[Webhook]) -> list[Webhook]:
+        names = [h.name for h in hooks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"webhook names must be unique (got {', '.join(twice)} more than once); "
+                "rename one of them"
+            )
+        return hooks
+
+    def hooks_of(self, kind: WebhookType) -> list[Webhook]:
+        """The webhooks of one type, in spec order."""
+        return [h for h in self.webhooks if h.type == kind]
 
 
 class ParentRef(_Model):

@@ -128,6 +128,26 @@ class HistoryEntry(_Status):
     canary_accuracy: float | None = Field(default=None, description="Candidate accuracy.")
 
 
+class HookResult(_Status):
+    """One webhook's answer (after its retries)."""
+
+    name: str = Field(description="Webhook name (analysis.webhooks[].name).")
+    passed: bool = Field(description="Whether it answered 2xx.")
+    code: int | None = Field(default=None, description="Last HTTP status; none: no answer.")
+    attempts: int = Field(default=1, description="Calls made (1 + retries used).")
+    message: str = Field(default="", description="What it answered, in words (no URL).")
+
+
+class HookRun(_Status):
+    """The webhooks of one type, called for one rollout (and step)."""
+
+    type: str = Field(description="pre-rollout, confirm-promotion, rollback or post-rollout.")
+    rollout_id: str | None = Field(default=None, description="The rollout they were called for.")
+    step: int | None = Field(default=None, description="Step index (rollback hooks).")
+    at: str = Field(description="When they were called (RFC 3339).")
+    results: list[HookResult] = Field(default_factory=list, description="Each hook's answer.")
+
+
 class StableModel(_Status):
     name: str = Field(description="TF Serving model name of the stable track.")
     version: str = Field(description="Stable version.")
@@ -198,6 +218,10 @@ class ModelDeploymentStatus(_Status):
     checks: list[CheckResult] = Field(default_factory=list, description="Last metric checks.")
     checks_step: int | None = Field(
         default=None, description="Step index the last metric checks were judged at."
+    )
+    hooks: list[HookRun] = Field(
+        default_factory=list,
+        description="The last call of each webhook type (analysis.webhooks), for this rollout.",
     )
     rollout_id: str | None = Field(
         default=None, description="Identifier of the rollout in the ledger."

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from tensorgate.api.reasons import Reason
-from tensorgate.api.spec import ModelDeploymentSpec, ModelRef
+from tensorgate.api.spec import ModelDeploymentSpec, ModelRef, WebhookType
 from tensorgate.api.status import ModelDeploymentStatus
 from tensorgate.engine.conditions import ConditionChange
 from tensorgate.engine.replicas import TrackObservation
@@ -93,8 +93,36 @@ class RunAnalysis:
     step: int
 
 
-Effect = ApplyTrack | DeleteCanary | Route | BeginAnalysis | RunSmoke | RunComparison | RunAnalysis
-RUN_EFFECTS = (RunSmoke, RunComparison, RunAnalysis)
+@dataclass(frozen=True)
+class RunHooks:
+    """Call the webhooks of ``type`` and wait for their answers; they land in status.hooks
+    (``step``: the step they are called at, for rollback hooks)."""
+
+    type: WebhookType
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """Hand an Event (a phase change or a failed check) to the ``event`` webhooks: queued,
+    never waited for."""
+
+    reason: Reason
+    message: str
+
+
+Effect = (
+    ApplyTrack
+    | DeleteCanary
+    | Route
+    | BeginAnalysis
+    | RunSmoke
+    | RunComparison
+    | RunAnalysis
+    | RunHooks
+    | PostEvent
+)
+RUN_EFFECTS = (RunSmoke, RunComparison, RunAnalysis, RunHooks)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
-from tensorgate.api.spec import ModelRef, parse_duration_s
+from tensorgate.api.spec import ModelRef, WebhookType, parse_duration_s
 from tensorgate.api.status import (
     CheckResult,
     CommandStatus,
@@ -45,7 +45,15 @@ from tensorgate.engine.effects import (
     Route,
     RunAnalysis,
     RunComparison,
+    RunHooks,
     RunSmoke,
+)
+from tensorgate.engine.hooks import (
+    HookVerdict,
+    hook_run,
+    is_awaiting_confirmation,
+    judge_hooks,
+    with_notifications,
 )
 from tensorgate.engine.replicas import TrackObservation, shift, split
 from tensorgate.engine.revision import model_key
@@ -192,7 +200,11 @@ def _gate_current(status: ModelDeploymentStatus, revision: str) -> GateStatus:
 
 
 def decide(status: ModelDeploymentStatus, obs: Observations) -> Decision:
-    """The one next decision."""
+    """The one next decision (with what it means for the listening webhooks)."""
+    return with_notifications(status, obs.spec, _decide(status, obs))
+
+
+def _decide(status: ModelDeploymentStatus, obs: Observations) -> Decision:
     spec, gen = obs.spec, obs.generation
     status = status.model_copy(update={"observed_generation": gen, "revision": obs.revision})
     command = obs.command
@@ -415,6 +427,7 @@ def _start_rollout(
         gate=GateStatus(version=version, revision=obs.revision),
         checks=[],
         checks_step=None,
+        hooks=[],
         rollout_id=f"{version}-{obs.revision}-{_ts(now)}",
         message=f"starting canary {version} revision {obs.revision} (stable {stable.version})",
     )
@@ -484,6 +497,8 @@ def _limits(status: ModelDeploymentStatus, obs: Observations) -> Decision | None
             f"last: {status.message}",
         )
     deadline_s = parse_duration_s(spec.analysis.progress_deadline)
+    if is_awaiting_confirmation(spec, status):
+        return None  # a manual gate: no deadline runs out while promotion waits for it
     if phase == Phase.PROGRESSING:
         waited = _age_s(status.step_started_at, obs.now) - parse_duration_s(spec.analysis.interval)
     else:
@@ -634,6 +649,9 @@ def _start_progress(
     message: str,
 ) -> Decision:
     spec, gen, now = obs.spec, obs.generation, obs.now
+    hooks = _pre_rollout(status, obs, stable_rev)
+    if hooks is not None:
+        return hooks
     step_weight = spec.analysis.steps[0]
     weight = _weight(obs, step_weight)
     status = _enter(
@@ -695,8 +713,13 @@ def _progressing_step(
     if limited is not None:
         return limited
     if status.checks_step != step:
-        return Decision(status, (*effects, RunAnalysis(step)), None, (), 0)
+        return Decision(
+            status, (*effects, RunAnalysis(step), *_rollback_hooks(obs, step)), None, (), 0
+        )
     weight = status.canary_weight or 0
+    asked = judge_hooks(spec, status, WebhookType.ROLLBACK, now, step=step)
+    if asked.verdict == HookVerdict.FAILED:
+        return _fail(status, obs, Reason.WEBHOOK_ROLLBACK, f"{asked.message} at {weight}%")
     failed = [c for c in status.checks if not c.passed]
     if failed:
         total = (status.failed_checks or 0) + len(failed)
@@ -729,7 +752,7 @@ def _progressing_step(
             interval_s,
         )
     if step + 1 >= len(steps):
-        return _promote(status, obs, f"all {len(steps)} steps passed")
+        return _confirm_promotion(status, obs, effects, f"all {len(steps)} steps passed")
     nxt_step = steps[step + 1]
     nxt = _weight(obs, nxt_step)
     status = status.model_copy(
@@ -749,6 +772,62 @@ def _progressing_step(
         (_progressing(Reason.STEP_ADVANCED, f"canary at {nxt}%", gen, on=True),),
         interval_s,
     )
+
+
+def _rollback_hooks(obs: Observations, step: int) -> tuple[Effect, ...]:
+    """Rollback webhooks are asked with every analysis of a step."""
+    return (
+        (RunHooks(WebhookType.ROLLBACK, step),)
+        if obs.spec.analysis.hooks_of(WebhookType.ROLLBACK)
+        else ()
+    )
+
+
+def _pre_rollout(
+    status: ModelDeploymentStatus, obs: Observations, stable_rev: str
+) -> Decision | None:
+    """Before the canary's first traffic step: call the pre-rollout webhooks, then judge them
+    (a refusal is a failed check). None when there are none or all answered 2xx."""
+    spec = obs.spec
+    judged = judge_hooks(spec, status, WebhookType.PRE_ROLLOUT, obs.now)
+    if judged.verdict == HookVerdict.FAILED:
+        return _fail(status, obs, Reason.WEBHOOK_FAILED, judged.message)
+    if judged.verdict != HookVerdict.RUN:
+        return None
+    stable = _stable_ref(status)
+    assert stable is not None
+    keep = _tracks(status, obs, stable, stable_rev, 1, want_stable=spec.serving.replicas)
+    calling = status.model_copy(update={"message": judged.message})
+    return _limits(status, obs) or Decision(
+        calling, (*keep, Route(0), RunHooks(WebhookType.PRE_ROLLOUT)), None, (), 0
+    )
+
+
+def _confirm_promotion(
+    status: ModelDeploymentStatus, obs: Observations, effects: tuple[Effect, ...], why: str
+) -> Decision:
+    """After the last step: promote, or wait for the confirm-promotion webhooks to answer 2xx
+    (asked again once per analysis interval, the rollback webhooks with them)."""
+    spec, gen = obs.spec, obs.generation
+    interval_s = parse_duration_s(spec.analysis.interval)
+    kind = WebhookType.CONFIRM_PROMOTION
+    judged = judge_hooks(spec, status, kind, obs.now, every_s=interval_s)
+    if judged.verdict in {HookVerdict.NONE, HookVerdict.PASSED}:
+        return _promote(status, obs, f"{why}; {judged.message}" if judged.message else why)
+    first = hook_run(status, kind) is None
+    message = judged.message
+    if first:
+        names = ", ".join(h.name for h in spec.analysis.hooks_of(kind))
+        message = f"promotion waits for confirm-promotion webhook {names}"
+    waiting = status.model_copy(update={"message": message})
+    condition = (_progressing(Reason.WAITING_FOR_CONFIRMATION, message, gen, on=True),)
+    if judged.verdict == HookVerdict.WAIT:
+        return Decision(waiting, effects, None, condition, judged.wait_s)
+    if first:  # the rollback webhooks were asked with this step's analysis
+        event = Event(Reason.WAITING_FOR_CONFIRMATION, f"{why}; {message}")
+        return Decision(waiting, (*effects, RunHooks(kind)), event, condition, 0)
+    again = (*_rollback_hooks(obs, status.current_step or 0), RunHooks(kind))
+    return Decision(waiting, (*effects, *again), None, condition, 0)
 
 
 def _promote(status: ModelDeploymentStatus, obs: Observations, why: str) -> Decision:

@@ -1,0 +1,1 @@
+"""Webhooks: the HTTP calls of ``analysis.webhooks`` (Flagger's webhook types)."""
