@@ -11,6 +11,7 @@ import kopf
 from tensorgate.checks import PlatformChecker
 from tensorgate.handlers import OperatorMemo, SystemClock, register
 from tensorgate.metrics.factory import make_providers
+from tensorgate.notify.webhooks import HttpWebhookSender
 from tensorgate.platform.base import TrafficRouter
 from tensorgate.platform.golden_sources import GoldenSources
 from tensorgate.platform.kubernetes.client import KubeClient
@@ -40,7 +41,7 @@ def build_reconciler(
             prometheus=settings.prometheus,
         )
         checker = PlatformChecker(platform, providers)
-    return Reconciler(platform, routers, checker, SystemClock())
+    return Reconciler(platform, routers, checker, SystemClock(), HttpWebhookSender())
 
 
 def make_memo(settings: Settings, **state: Any) -> OperatorMemo:

@@ -46,6 +46,7 @@ from tensorgate.settings import Settings
 # annotation of ours (tensorgate.dev/command) is a change kopf reports.
 KOPF_PREFIX = f"kopf.{GROUP}"
 EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+WEBHOOK_DRAIN_S = 5.0
 
 
 class ApiBackoffs:
@@ -207,6 +208,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: Any, **_: Any) -> None:
         await memo.stop_drivers()
+        reconciler = memo.state.get("reconciler")
+        if reconciler is not None:  # queued event webhooks get a moment to go out
+            await reconciler.webhooks.drain(WEBHOOK_DRAIN_S)
+            await reconciler.webhooks.aclose()
         server = memo.state.pop("metrics_server", None)
         if server is not None:
             server.stop()

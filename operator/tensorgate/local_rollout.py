@@ -29,6 +29,7 @@ from tensorgate.engine.rollout import Event
 from tensorgate.errors import ConfigError, TensorGateError
 from tensorgate.gate.golden import load_golden
 from tensorgate.metrics.factory import make_providers
+from tensorgate.notify.webhooks import HttpWebhookSender
 from tensorgate.platform.base import TrafficRouter
 from tensorgate.platform.golden_sources import GoldenSources
 from tensorgate.platform.local.platform import LocalPlatform, LocalRouter
@@ -39,6 +40,7 @@ from tensorgate.settings import GoldenSourceOptions, PrometheusOptions
 logger = logging.getLogger(__name__)
 
 TERMINAL = {Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.PAUSED}
+WEBHOOK_DRAIN_S = 5.0
 USER_ENTRYPOINT = "REST"  # user traffic is REST; the gate talks gRPC
 
 
@@ -213,7 +215,10 @@ async def run_local_rollout(
     providers = make_providers(
         prometheus_url=prometheus_url, timeout_s=5.0, retries=2, prometheus=prometheus_options
     )
-    reconciler = Reconciler(platform, routers, PlatformChecker(platform, providers), WallClock())
+    webhooks = HttpWebhookSender()
+    reconciler = Reconciler(
+        platform, routers, PlatformChecker(platform, providers), WallClock(), webhooks
+    )
     started = time.monotonic()
     timeline: list[TimelineEntry] = []
     events: list[Event] = []
@@ -249,6 +254,8 @@ async def run_local_rollout(
         stop.set()
         if traffic_task is not None:
             await traffic_task
+        await webhooks.drain(WEBHOOK_DRAIN_S)  # the last phase's event hooks go out
+        await webhooks.aclose()
         await platform.aclose()
         for provider in providers.values():
             await provider.close()
