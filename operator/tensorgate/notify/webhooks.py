@@ -53,6 +53,33 @@ def host_of(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
+class _HideHookUrls(logging.Filter):
+    """httpx logs every request's full URL (at INFO); for a webhook that URL is a secret
+    (Slack's token is its path): such a line names the host only."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def add(self, url: str) -> None:
+        if len(self.urls) < self.LIMIT:
+            self.urls.add(str(httpx.URL(url)))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(str(a) in self.urls for a in args):
+            record.args = tuple(
+                f"<webhook at {host_of(str(a))}>" if str(a) in self.urls else a for a in args
+            )
+        return True
+
+
+_HIDDEN = _HideHookUrls()
+logging.getLogger("httpx").addFilter(_HIDDEN)
+
+
 def slack_text(payload: Payload) -> str:
     """One Slack message line (mrkdwn) built from a payload."""
     where = f"{payload.get('namespace')}/{payload.get('name')}"
@@ -124,6 +151,7 @@ class HttpWebhookSender:
 
     async def _attempt(self, hook: Webhook, headers: dict[str, str], body: bytes) -> int:
         timeout_s = parse_duration_s(hook.timeout)
+        _HIDDEN.add(hook.url)
         request = self._http().post(
             hook.url, content=body, headers=headers, timeout=httpx.Timeout(timeout_s)
         )
