@@ -91,7 +91,10 @@ def slack_text(payload: Payload) -> str:
     if payload.get("message"):
         text += f": {payload['message']}"
     gate = payload.get("gate") or {}
-    if gate.get("candidateAccuracy") is not None and gate.get("stableAccuracy") is not None:
+    has_numbers = (
+        gate.get("candidateAccuracy") is not None and gate.get("stableAccuracy") is not None
+    )
+    if has_numbers and "accuracy" not in text:
         text += (
             f"\naccuracy {gate['candidateAccuracy']:.4f} vs stable {gate['stableAccuracy']:.4f}"
             f", drop bound {gate.get('upperBound') or 0:.4f} (margin {gate.get('margin')}) "
