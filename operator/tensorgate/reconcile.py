@@ -274,7 +274,7 @@ class Reconciler:
             case RunHooks(type=kind, step=step):
                 status = await self._run_hooks(body, spec, status, kind, step, notes)
             case PostEvent(reason=reason, message=message):
-                self._post_event(body, spec, status, str(reason), message)
+                self._post_event(body, spec, status, str(reason or ""), message)
         return status
 
     async def _run_hooks(

@@ -107,7 +107,7 @@ class PostEvent:
     """Hand an Event (a phase change or a failed check) to the ``event`` webhooks: queued,
     never waited for."""
 
-    reason: Reason
+    reason: Reason | None  # None: a phase change that has no Event of its own
     message: str
 
 

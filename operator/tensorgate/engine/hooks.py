@@ -170,7 +170,7 @@ def with_notifications(
         if event is not None and (changed or event.warning):
             effects = (*effects, PostEvent(event.reason, event.message))
         elif changed:
-            effects = (*effects, PostEvent(Reason.STEP_ADVANCED, after.message or ""))
+            effects = (*effects, PostEvent(None, after.message or ""))
     ended = (
         changed
         and before.phase not in _ENDED

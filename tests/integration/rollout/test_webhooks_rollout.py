@@ -18,6 +18,7 @@ from tests.integration.conftest import CANDIDATE, GOOD, ModelRepo
 from tests.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.tf
+ARGS = ("--json", "--deadline", "240")
 
 
 def run_rollout(tmp_path: Path, repo: ModelRepo, hooks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -27,8 +28,7 @@ def run_rollout(tmp_path: Path, repo: ModelRepo, hooks: list[dict[str, Any]]) ->
         path.write_text(yaml.safe_dump(repo.manifest(version, **analysis)))
         files += ["-f", str(path)]
     proc = subprocess.run(
-        [sys.executable, "-m", "tensorgate.cli", "rollout", "--local", *files, "--json"]
-        + ["--deadline", "240"],
+        [sys.executable, "-m", "tensorgate.cli", "rollout", "--local", *files, *ARGS],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,0 +1,61 @@
+"""A confirm-promotion webhook gates a rollout on the real control plane: the real kopf
+operator (ServiceAccount token), the API server, pods played with real TensorFlow, and a real
+HTTP receiver on 127.0.0.1 that says 403 until a person releases it, then 200."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually
+from tests.integration.conftest import CANDIDATE, ModelRepo
+from tests.integration.operator import rollout_scenarios as rs
+from tests.integration.operator.conftest import KubeEnv
+from tests.webhook_receiver import webhook_receiver
+
+pytestmark = [pytest.mark.cluster, pytest.mark.tf]
+
+
+async def test_cluster_confirm_promotion_webhook_holds_then_releases_a_rollout(
+    kube: KubeEnv, operator: object, model_repo: ModelRepo
+) -> None:
+    with webhook_receiver() as receiver:
+        receiver.scripts["/gate"] = [403]
+        await rs.deploy_stable(kube, model_repo)
+        hooks = [{"name": "gate", "type": "confirm-promotion", "url": f"{receiver.url}/gate"}]
+        # A progressDeadline shorter than the wait: a manual gate is not a stuck rollout.
+        await kube.apply_md(model_repo.manifest(CANDIDATE, webhooks=hooks, progressDeadline="5s"))
+
+        async def held() -> dict[str, Any] | None:
+            md = await kube.get_md(rs.NAME)
+            waiting = rs.condition(md or {}, "Progressing") or {}
+            if waiting.get("reason") != "WaitingForConfirmation":
+                return None
+            return md if len(receiver.at("/gate")) >= 3 else None  # asked again, each interval
+
+        md = await eventually(held, timeout_s=120, what="promotion held by the webhook")
+        status = md["status"]
+        assert status["phase"] == "Progressing" and status["stableVersion"] != CANDIDATE
+        assert "promotion waits for confirm-promotion webhook gate" in status["message"]
+        assert "HTTP 403" in status["message"]
+        payload = receiver.at("/gate")[0].json()
+        assert payload["phase"] == "Progressing" and payload["weight"] == 100
+        assert payload["hook"] == {"name": "gate", "type": "confirm-promotion"}
+
+        receiver.scripts["/gate"] = [200]  # the person says yes
+        md = await rs.wait_phase(kube, "Promoted", version=CANDIDATE, timeout_s=60)
+    assert md["status"]["stableVersion"] == CANDIDATE
+    assert md["status"]["history"][0]["decision"] == "Promoted"
+
+    async def event_of(reason: str) -> dict[str, Any] | None:
+        for event in await kube.client.list(kube.path("v1", "Event")):
+            involved = event.get("involvedObject") or {}
+            if involved.get("name") == rs.NAME and event.get("reason") == reason:
+                return event
+        return None
+
+    event = await eventually(
+        lambda: event_of("WaitingForConfirmation"), timeout_s=30, what="the waiting Event"
+    )
+    assert "confirm-promotion webhook gate" in event["message"], event
