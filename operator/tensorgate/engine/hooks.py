@@ -136,13 +136,13 @@ def judge_hooks(
 
 
 def is_awaiting_confirmation(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
-    """Promotion waits for a confirm-promotion hook: no phase deadline runs out meanwhile."""
+    """Every step passed and the confirm-promotion hooks have been asked: no phase deadline
+    runs out while promotion waits (nor on the decision that judges their 2xx)."""
     if status.phase != Phase.PROGRESSING or not spec.analysis.hooks_of(
         WebhookType.CONFIRM_PROMOTION
     ):
         return False
-    run = hook_run(status, WebhookType.CONFIRM_PROMOTION)
-    return run is not None and any(not r.passed for r in run.results)
+    return hook_run(status, WebhookType.CONFIRM_PROMOTION) is not None
 
 
 def post_rollout_event(results: list[HookResult]) -> Event | None:

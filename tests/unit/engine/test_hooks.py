@@ -179,6 +179,13 @@ def test_confirm_promotion_wait_outlives_the_progress_deadline() -> None:
     assert d.status.phase == Phase.PROGRESSING  # progressDeadline 10m passed long ago
 
 
+def test_confirm_promotion_2xx_after_a_wait_past_the_deadline_promotes() -> None:
+    spec = make_spec(**hooks("confirm-promotion"))
+    status = answered(last_step(), WebhookType.CONFIRM_PROMOTION, 200, after_s=3 * 3600)
+    d = decide(status, make_obs(spec, after_s=3 * 3600 + 1, **LAST_STEP_OBS))
+    assert d.status.phase == Phase.PROMOTING  # found by the e2e scenario: not a deadline
+
+
 def test_confirm_promotion_abort_still_rolls_back() -> None:
     spec = make_spec(**hooks("confirm-promotion"))
     status = answered(last_step(), WebhookType.CONFIRM_PROMOTION, 403, after_s=61)
