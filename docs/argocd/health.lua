@@ -73,6 +73,10 @@ local function health(o)
     if progressing ~= nil and progressing.reason == "Paused" then
       return "Suspended", message .. " (spec.paused is true)"
     end
+    if progressing ~= nil and progressing.reason == "WaitingForConfirmation" then
+      return "Suspended", message
+        .. " (a confirm-promotion webhook holds it: release it, or `kubectl tensorgate promote` or `abort`)"
+    end
     local weight = status.canaryWeight
     if status.canaryVersion ~= nil and weight ~= nil then
       return "Progressing", phase .. ": canary " .. tostring(status.canaryVersion)

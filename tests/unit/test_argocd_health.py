@@ -23,6 +23,7 @@ import yaml
 
 from tensorgate.api.reasons import Phase
 from tensorgate.api.status import ModelDeploymentStatus
+from tensorgate.notify.fake import FakeWebhookSender
 from tensorgate.platform.fake import FakePlatform, FakeRouter
 from tensorgate.reconcile import Reconciler
 from tests.helpers import require
@@ -63,6 +64,7 @@ class Recorder:
     spec: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    webhooks: FakeWebhookSender = field(default_factory=FakeWebhookSender)
 
     def obj(self) -> dict[str, Any]:
         return {
@@ -82,7 +84,9 @@ class Recorder:
         self.seen.append(("unobserved", self.obj()))
 
     async def tick(self) -> str:
-        r = Reconciler(self.platform, {"replicas": FakeRouter()}, self.checker, self.clock)
+        r = Reconciler(
+            self.platform, {"replicas": FakeRouter()}, self.checker, self.clock, self.webhooks
+        )
 
         def decided(status: ModelDeploymentStatus) -> None:
             # What the operator patches after each decision of the tick.
@@ -108,6 +112,11 @@ def _paused(spec: dict[str, Any]) -> None:
 
 def _manual_rollback(spec: dict[str, Any]) -> None:
     spec["rollback"] = {"automatic": False}
+
+
+def _confirm_promotion(spec: dict[str, Any]) -> None:
+    hook = {"name": "gate", "type": "confirm-promotion", "url": "http://127.0.0.1:9/gate"}
+    spec["analysis"]["webhooks"] = [hook]
 
 
 def _invalid(spec: dict[str, Any]) -> None:
@@ -177,6 +186,21 @@ async def _record() -> dict[str, list[dict[str, Any]]]:
         await paused.tick()
     keep(paused, "spec-paused-")
 
+    # Every step passed; a confirm-promotion webhook answers 403: promotion waits for it.
+    gated = Recorder(webhooks=FakeWebhookSender(codes={"gate": [403]}))
+    gated.apply("1")
+    await gated.until("Promoted")
+    gated.apply("2", _confirm_promotion)
+    for _ in range(60):
+        await gated.tick()
+        conditions = gated.status.get("conditions") or []
+        if any(c["reason"] == "WaitingForConfirmation" for c in conditions):
+            break
+    gated.seen.clear()
+    for _ in range(3):
+        await gated.tick()
+    keep(gated, "confirm-")
+
     # An invalid spec before anything was deployed: Failed.
     bad = Recorder()
     bad.apply("1", _invalid)
@@ -214,6 +238,7 @@ TABLE = [
     ("scaled-Promoted", "Progressing", "stable version 1: 0/"),
     ("manual-Paused", "Suspended", "kubectl tensorgate"),
     ("spec-paused-Progressing", "Suspended", "spec.paused"),
+    ("confirm-Progressing", "Suspended", "confirm-promotion webhook gate"),
     ("invalid-Failed", "Degraded", "invalid spec"),
     ("invalid-over-stable-Promoted", "Degraded", "maxAccuracyDrop"),
 ]
