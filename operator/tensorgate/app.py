@@ -40,7 +40,7 @@ def build_reconciler(
             prometheus=settings.prometheus,
         )
         checker = PlatformChecker(platform, providers)
-    return Reconciler(platform, routers, checker, SystemClock())
+    return Reconciler(platform, routers, checker, SystemClock(), reports=platform)
 
 
 def make_memo(settings: Settings, **state: Any) -> OperatorMemo:

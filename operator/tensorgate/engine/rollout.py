@@ -47,6 +47,7 @@ from tensorgate.engine.effects import (
     RunComparison,
     RunSmoke,
 )
+from tensorgate.engine.golden_size import golden_set_shortfall
 from tensorgate.engine.replicas import TrackObservation, shift, split
 from tensorgate.engine.revision import model_key
 
@@ -418,6 +419,9 @@ def _start_rollout(
         rollout_id=f"{version}-{obs.revision}-{_ts(now)}",
         message=f"starting canary {version} revision {obs.revision} (stable {stable.version})",
     )
+    too_small = golden_set_shortfall(spec, obs.golden_rows)
+    if too_small is not None:  # the gate could only roll back: fail before any pod starts
+        return _fail(status, obs, Reason.GOLDEN_SET_TOO_SMALL, too_small, automatic=True)
     plan = shift(
         spec.serving.replicas,
         spec.serving.max_surge,
