@@ -956,7 +956,11 @@ def _end_rollout(
         return Decision(
             follow.status,
             effects + follow.effects[1:],
-            Event(Reason.SUPERSEDED, f"{message}; {follow.event.message if follow.event else ''}"),
+            Event(
+                Reason.SUPERSEDED,
+                f"{message}; {follow.event.message if follow.event else ''}",
+                warning=follow.event is not None and follow.event.warning,
+            ),
             follow.conditions,
             POLL_S,
         )

@@ -71,3 +71,18 @@ def test_retry_with_a_golden_set_still_too_small_fails_again() -> None:
     d = decide(failed, replace(obs, command=make_obs(spec, command="retry").command))
     assert d.status.phase == Phase.ROLLED_BACK
     assert d.event is not None and d.event.reason == Reason.GOLDEN_SET_TOO_SMALL
+
+
+def test_superseding_rollout_to_a_too_small_golden_set_starts_no_canary() -> None:
+    """A rollout in flight superseded by a revision whose golden set is too small: the old
+    canary goes, no new one is created, and the new revision is held as rolled back."""
+    old = make_obs(make_spec("2"))
+    in_flight = make_status(Phase.PROGRESSING, canary="2", step=0, canary_revision=old.revision)
+    obs = replace(make_obs(make_spec("3")), golden_rows=50)
+    d = decide(in_flight, obs)
+    assert d.status.phase == Phase.ROLLED_BACK and d.status.canary_revision == obs.revision
+    assert not any(isinstance(e, ApplyTrack) and e.track == "canary" for e in d.effects)
+    assert d.event is not None and "golden set has 50 rows" in d.event.message
+    assert d.event.warning  # a Warning, though its reason is Superseded
+    degraded = next(c for c in d.conditions if c.type == ConditionType.DEGRADED)
+    assert degraded.reason == Reason.GOLDEN_SET_TOO_SMALL
