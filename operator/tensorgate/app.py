@@ -41,7 +41,9 @@ def build_reconciler(
             prometheus=settings.prometheus,
         )
         checker = PlatformChecker(platform, providers)
-    return Reconciler(platform, routers, checker, SystemClock(), HttpWebhookSender())
+    return Reconciler(
+        platform, routers, checker, SystemClock(), reports=platform, webhooks=HttpWebhookSender()
+    )
 
 
 def make_memo(settings: Settings, **state: Any) -> OperatorMemo:

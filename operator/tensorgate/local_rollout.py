@@ -217,7 +217,7 @@ async def run_local_rollout(
     )
     webhooks = HttpWebhookSender()
     reconciler = Reconciler(
-        platform, routers, PlatformChecker(platform, providers), WallClock(), webhooks
+        platform, routers, PlatformChecker(platform, providers), WallClock(), webhooks=webhooks
     )
     started = time.monotonic()
     timeline: list[TimelineEntry] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -44,9 +44,11 @@ from tensorgate.engine.rollout import (
     record_check_results,
 )
 from tensorgate.errors import ConfigError, EdgeError, SpecError
+from tensorgate.gate.golden import golden_rows
+from tensorgate.gate.status_report import render_gate_status
 from tensorgate.notify.base import WebhookSender
 from tensorgate.notify.webhooks import HttpWebhookSender
-from tensorgate.platform.base import Body, Platform, TrafficRouter
+from tensorgate.platform.base import Body, Platform, ReportStore, TrafficRouter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ COMMAND_ANNOTATION = "tensorgate.dev/command"
 COMMAND_ID_ANNOTATION = "tensorgate.dev/command-id"
 # A check never runs longer than what is left of its phase's deadline, nor than this.
 MAX_CHECK_S = 3600.0
+# Reading the golden set's size before a rollout never holds the decision up longer.
+GOLDEN_SIZE_TIMEOUT_S = 30.0
+# Writing the gate report page never holds the decision up longer.
+REPORT_TIMEOUT_S = 30.0
 
 
 def read_command(meta: Mapping[str, Any]) -> CommandRequest | None:
@@ -101,6 +107,32 @@ class Outcome:
     requeue_s: float | None
 
 
+def starts_rollout(
+    before: ModelDeploymentStatus, after: ModelDeploymentStatus, revision: str
+) -> bool:
+    """Whether the decision from ``before`` to ``after`` starts a rollout of ``revision``
+    (a first deploy has no gate and is not one)."""
+    if after.phase != Phase.DEPLOYING or after.stable_model is None:
+        return False
+    if after.canary_revision != revision:
+        return False
+    return (
+        before.phase != Phase.DEPLOYING
+        or before.canary_revision != revision
+        or before.rollout_id != after.rollout_id
+    )
+
+
+def _has_verdict(decision: Decision, gate: GateStatus) -> bool:
+    """The decision ran the check that decides the gate, and it decided."""
+    for effect in decision.effects:
+        if isinstance(effect, RunComparison) and gate.compared:
+            return True
+        if isinstance(effect, RunSmoke) and gate.smoke_passed is False:
+            return True
+    return False
+
+
 def invalid_spec_status(
     status: ModelDeploymentStatus, exc: SpecError, generation: int, now: datetime
 ) -> ModelDeploymentStatus:
@@ -131,12 +163,15 @@ class Reconciler:
         routers: Mapping[str, TrafficRouter],
         checker: Checker,
         clock: Clock,
+        *,
+        reports: ReportStore | None = None,
         webhooks: WebhookSender | None = None,
     ) -> None:
         self._platform = platform
         self._routers = routers
         self._checker = checker
         self._clock = clock
+        self._reports = reports
         self.webhooks: WebhookSender = webhooks or HttpWebhookSender()
 
     async def reconcile(
@@ -169,12 +204,80 @@ class Reconciler:
             command=read_command(meta),
         )
         decision = decide(status, obs)
+        decision = await self._with_golden_rows(body, spec, status, obs, decision)
         extra: list[Event] = []  # what the effects' outcomes add (a failed post-rollout hook)
         status = await self._execute(body, spec, decision, extra)
+        status, report_events = await self._publish_report(body, spec, decision, status)
         if on_decision is not None:
             on_decision(status)
         events = [decision.event] if decision.event is not None else []
-        return Outcome(status.to_dict(), [*events, *extra], decision.requeue_s)
+        events += extra + report_events
+        return Outcome(status.to_dict(), events, decision.requeue_s)
+
+    async def _with_golden_rows(
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        status: ModelDeploymentStatus,
+        obs: Observations,
+        decision: Decision,
+    ) -> Decision:
+        """The decision again, with the golden set's row count, when it starts a rollout:
+        the count is read once per rollout start (from the labels' header), never on other
+        decisions; an unreadable golden set leaves the decision as it was."""
+        if spec.golden_set is None or not starts_rollout(status, decision.status, obs.revision):
+            return decision
+        rows = await self._golden_rows(body, spec)
+        if rows is None:
+            return decision
+        return decide(status, replace(obs, golden_rows=rows))
+
+    async def _golden_rows(self, body: Body, spec: ModelDeploymentSpec) -> int | None:
+        assert spec.golden_set is not None
+        try:
+            data = await asyncio.wait_for(
+                self._platform.read_golden(body, spec), timeout=GOLDEN_SIZE_TIMEOUT_S
+            )
+            return golden_rows(data, spec.golden_set)
+        except (TimeoutError, EdgeError, ConfigError) as exc:
+            logger.info("golden set size not known before the rollout (judged later): %s", exc)
+            return None
+
+    async def _publish_report(
+        self,
+        body: Body,
+        spec: ModelDeploymentSpec,
+        decision: Decision,
+        status: ModelDeploymentStatus,
+    ) -> tuple[ModelDeploymentStatus, list[Event]]:
+        """After a gate verdict (a golden-set comparison, or a failed smoke test), store its
+        HTML page (``ReportStore``) and name it in ``status.gate.reportConfigMap``. A page
+        that cannot be written is logged and a Warning Event; it never changes the verdict."""
+        gate = status.gate
+        if self._reports is None or gate is None or not _has_verdict(decision, gate):
+            return status, []
+        meta = body.get("metadata") or {}
+        title = (
+            f"{meta.get('namespace', 'default')}/{meta.get('name', '')}: gate of "
+            f"{gate.version or spec.model.version} (revision {gate.revision or '-'}) vs "
+            f"stable {status.stable_version or '-'}"
+        )
+        try:
+            page = render_gate_status(
+                gate,
+                confidence=spec.analysis.confidence,
+                margin=spec.analysis.max_accuracy_drop,
+                title=title,
+            )
+            name = await asyncio.wait_for(
+                self._reports.publish_report(body, page), timeout=REPORT_TIMEOUT_S
+            )
+        except (TimeoutError, EdgeError, ConfigError, ValueError) as exc:
+            logger.warning("gate report not written (the verdict stands): %s", exc)
+            why = f"gate report not written (the verdict stands): {exc}"
+            return status, [Event(Reason.GATE_REPORT_FAILED, why, warning=True)]
+        gate = gate.model_copy(update={"report_config_map": name})
+        return status.model_copy(update={"gate": gate}), []
 
     async def _execute(
         self, body: Body, spec: ModelDeploymentSpec, d: Decision, notes: list[Event]

@@ -36,6 +36,12 @@ async def test_cluster_rollout_broken_candidate_rolled_back(
     await rs.scenario_broken_candidate_is_rolled_back(kube, model_repo)
 
 
+async def test_cluster_rollout_golden_set_too_small_fails_before_any_canary_pod(
+    kube: KubeEnv, operator: object, model_repo: ModelRepo
+) -> None:
+    await rs.scenario_golden_set_too_small_fails_before_any_pod(kube, model_repo)
+
+
 async def test_cluster_rollout_error_rate_regression_during_step_rolled_back(
     kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
 ) -> None:

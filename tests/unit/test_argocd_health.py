@@ -85,7 +85,11 @@ class Recorder:
 
     async def tick(self) -> str:
         r = Reconciler(
-            self.platform, {"replicas": FakeRouter()}, self.checker, self.clock, self.webhooks
+            self.platform,
+            {"replicas": FakeRouter()},
+            self.checker,
+            self.clock,
+            webhooks=self.webhooks,
         )
 
         def decided(status: ModelDeploymentStatus) -> None:

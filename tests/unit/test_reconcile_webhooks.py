@@ -29,7 +29,9 @@ async def run(
     sender: FakeWebhookSender, hooks: list[dict[str, Any]], until: str, ticks: int = 80
 ) -> tuple[dict[str, Any], list[Any]]:
     clock = StepClock()
-    r = Reconciler(FakePlatform(), {"replicas": FakeRouter()}, ScriptedChecker(), clock, sender)
+    r = Reconciler(
+        FakePlatform(), {"replicas": FakeRouter()}, ScriptedChecker(), clock, webhooks=sender
+    )
     status: dict[str, Any] = {}
     for _ in range(20):
         status = (await r.reconcile(body("1", status, 1))).status

@@ -41,6 +41,8 @@ class Reason(StrEnum):
     EVALUATING = "Evaluating"
     ACCURACY_GATE_PASSED = "AccuracyGatePassed"
     ACCURACY_GATE_FAILED = "AccuracyGateFailed"
+    GOLDEN_SET_TOO_SMALL = "GoldenSetTooSmall"
+    GATE_REPORT_FAILED = "GateReportFailed"
     STEP_ADVANCED = "StepAdvanced"
     METRIC_CHECK_FAILED = "MetricCheckFailed"
     PROMOTED = "Promoted"

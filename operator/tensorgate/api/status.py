@@ -77,6 +77,13 @@ class VerdictRecord(_Status):
     min_agreement: float | None = Field(default=None, description="analysis.minAgreement.")
 
 
+class ClassRecall(_Status):
+    label: int = Field(description="Class id whose recall fell by more than the margin.")
+    support: int = Field(description="Golden-set samples of the class.")
+    stable_recall: float = Field(description="Stable model's recall of the class.")
+    candidate_recall: float = Field(description="Candidate's recall of the class.")
+
+
 class GateStatus(_Status):
     version: str | None = Field(default=None, description="Candidate version judged.")
     revision: str | None = Field(default=None, description="Candidate revision judged.")
@@ -115,6 +122,16 @@ class GateStatus(_Status):
     canary_checks: list[CheckResult] = Field(
         default_factory=list,
         description="Canary checks (finite outputs, minAccuracy, slices, agreement).",
+    )
+    class_recall_changes: list[ClassRecall] = Field(
+        default_factory=list,
+        description="Classes whose recall fell by more than the margin (informative; at most 20).",
+    )
+    report_config_map: str | None = Field(
+        default=None,
+        description="ConfigMap (same namespace) whose data key report.html holds this "
+        "gate's self-contained HTML report; one per ModelDeployment, overwritten by each "
+        "rollout's gate.",
     )
 
 

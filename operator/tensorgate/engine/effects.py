@@ -42,6 +42,9 @@ class Observations:
     stable: TrackObservation = field(default_factory=TrackObservation)
     canary: TrackObservation = field(default_factory=TrackObservation)
     command: CommandRequest | None = None
+    # Rows the accuracy gate will score (goldenSet.maxSamples applied), read when a rollout
+    # starts; None when not read or unreadable (the gate judges it at evaluation).
+    golden_rows: int | None = None
 
 
 # --- effects -----------------------------------------------------------------------------

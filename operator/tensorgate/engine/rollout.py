@@ -48,6 +48,7 @@ from tensorgate.engine.effects import (
     RunHooks,
     RunSmoke,
 )
+from tensorgate.engine.golden_size import golden_set_shortfall
 from tensorgate.engine.hooks import (
     HookVerdict,
     hook_run,
@@ -431,6 +432,9 @@ def _start_rollout(
         rollout_id=f"{version}-{obs.revision}-{_ts(now)}",
         message=f"starting canary {version} revision {obs.revision} (stable {stable.version})",
     )
+    too_small = golden_set_shortfall(spec, obs.golden_rows)
+    if too_small is not None:  # the gate could only roll back: fail before any pod starts
+        return _fail(status, obs, Reason.GOLDEN_SET_TOO_SMALL, too_small, automatic=True)
     plan = shift(
         spec.serving.replicas,
         spec.serving.max_surge,
@@ -1031,7 +1035,11 @@ def _end_rollout(
         return Decision(
             follow.status,
             effects + follow.effects[1:],
-            Event(Reason.SUPERSEDED, f"{message}; {follow.event.message if follow.event else ''}"),
+            Event(
+                Reason.SUPERSEDED,
+                f"{message}; {follow.event.message if follow.event else ''}",
+                warning=follow.event is not None and follow.event.warning,
+            ),
             follow.conditions,
             POLL_S,
         )

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_GOLDEN_BYTES",
     "MAX_GOLDEN_DECOMPRESSED_BYTES",
     "GoldenSet",
+    "golden_rows",
     "load_golden",
     "read_golden_file",
     "read_npz",
@@ -68,18 +69,40 @@ class GoldenSet:
         return {k: v[index] for k, v in self.inputs.items()}
 
 
+def _read_header(handle: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[np.generic]]:
+    """A ``.npy`` member's shape, order and dtype, read without inflating its data."""
+    version = npy_format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = npy_format.read_array_header_1_0(handle)
+    elif version in {(2, 0), (3, 0)}:
+        shape, fortran, dtype = npy_format.read_array_header_2_0(handle)
+    else:  # pragma: no cover - read_magic refuses other versions
+        raise ValueError(f"unsupported .npy version {version}")
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
+def golden_rows(data: bytes, spec: GoldenSetSpec) -> int:
+    """The rows the accuracy gate will score (``goldenSet.maxSamples`` applied), read from the
+    labels array's ``.npy`` header alone: no array is inflated. ``ConfigError`` when the
+    labels cannot be found or read (``load_golden`` names the problem at evaluation)."""
+    member = f"{spec.labels}.npy"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open(member) as raw:
+            shape, _, _ = _read_header(raw)
+    except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ConfigError(f"golden set: cannot read the {member} header ({exc})") from exc
+    if not shape:
+        raise ConfigError(f"golden set: labels {spec.labels!r} are a scalar")
+    rows = shape[0]
+    return rows if spec.max_samples is None else min(rows, spec.max_samples)
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, budget: int) -> np.ndarray:
     """One ``.npy`` member, its header checked before its data is inflated."""
     name = info.filename
     with zf.open(info) as raw:
         handle: IO[bytes] = raw
-        version = npy_format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = npy_format.read_array_header_1_0(handle)
-        elif version in {(2, 0), (3, 0)}:
-            shape, fortran, dtype = npy_format.read_array_header_2_0(handle)
-        else:  # pragma: no cover - read_magic refuses other versions
-            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = _read_header(handle)
         if dtype.hasobject:
             raise ConfigError(
                 f"golden set {where}: array {name!r} holds Python objects (a pickle); "

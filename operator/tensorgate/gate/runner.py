@@ -20,7 +20,7 @@ from tensorgate.api.spec import (
     ModelDeploymentSpec,
     SmokeSpec,
 )
-from tensorgate.api.status import CheckResult
+from tensorgate.api.status import CheckResult, ClassRecall
 from tensorgate.errors import ConfigError, ServingError
 from tensorgate.gate.canary import check_labels, compare, output_classes, size_warning
 from tensorgate.gate.golden import GoldenSet
@@ -213,6 +213,15 @@ def gate_status_fields(canary: CanaryReport) -> dict[str, Any]:
             CheckResult(name=c.name, passed=c.passed, message=c.message) for c in canary.checks
         ],
         "reasons": canary_reasons(canary),
+        "class_recall_changes": [
+            ClassRecall(
+                label=c.label,
+                support=c.support,
+                stable_recall=c.stable_recall,
+                candidate_recall=c.candidate_recall,
+            )
+            for c in canary.recall_changes
+        ],
     }
 
 

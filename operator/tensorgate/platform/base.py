@@ -40,6 +40,14 @@ class Platform(Protocol):
         """The golden set's ``.npz`` bytes (ConfigError when it cannot be read here)."""
 
 
+class ReportStore(Protocol):
+    """Keeps the latest gate report page of each ModelDeployment where people can read it."""
+
+    async def publish_report(self, body: Body, html: str) -> str:
+        """Store ``html`` as this object's gate report (replacing the previous one); returns
+        the name people find it by (a ConfigMap name in a cluster)."""
+
+
 class TrafficRouter(Protocol):
     """Splits user traffic between the stable and canary tracks."""
 

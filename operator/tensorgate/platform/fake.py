@@ -18,6 +18,8 @@ class FakePlatform:
     tracks: dict[str, tuple[ModelRef, int]] = field(default_factory=dict)
     revisions: dict[str, str | None] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    reports: dict[str, str] = field(default_factory=dict)
+    report_error: Exception | None = None
 
     async def apply_track(
         self,
@@ -62,6 +64,15 @@ class FakePlatform:
         if self.golden is None:
             raise ConfigError("spec.goldenSet: no such file")
         return self.golden
+
+    async def publish_report(self, body: Body, html: str) -> str:
+        """Implements ``ReportStore``: keeps the page by the ConfigMap name a cluster uses."""
+        if self.report_error is not None:
+            raise self.report_error
+        name = f"{body['metadata']['name']}-gate-report"
+        self.reports[name] = html
+        self.calls.append(f"report {name}")
+        return name
 
 
 @dataclass

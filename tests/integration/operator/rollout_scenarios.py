@@ -109,6 +109,58 @@ async def scenario_broken_candidate_is_rolled_back(kube: KubeEnv, repo: ModelRep
         return dep is None or bool(dep["metadata"].get("deletionTimestamp"))
 
     await eventually(canary_gone, timeout_s=30, what="canary removed")
+    await assert_gate_report(kube, md)
+
+
+async def assert_gate_report(kube: KubeEnv, md: dict[str, Any]) -> None:
+    """The gate's HTML page is in ConfigMap ``<name>-gate-report`` (named in status), owned by
+    the ModelDeployment, with both accuracies in it as the page prints them."""
+    gate = md["status"]["gate"]
+    assert gate["reportConfigMap"] == f"{NAME}-gate-report"
+    cm = await kube.client.get(kube.path("v1", "ConfigMap", gate["reportConfigMap"]))
+    assert cm is not None
+    (owner,) = cm["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ModelDeployment", NAME)
+    assert owner["uid"] == md["metadata"].get("uid", "")
+    assert cm["metadata"]["labels"]["tensorgate.dev/model"] == NAME
+    page = cm["data"]["report.html"]
+    assert page.startswith("<!DOCTYPE html>") and "rollback" in page
+    assert f"{gate['stableAccuracy']:.4f}" in page and f"{gate['canaryAccuracy']:.4f}" in page
+
+
+async def scenario_golden_set_too_small_fails_before_any_pod(
+    kube: KubeEnv, repo: ModelRepo
+) -> None:
+    """A golden set the gate scores 50 rows of can never promote at maxAccuracyDrop 0.02:
+    the rollout fails at once (GoldenSetTooSmall, a Warning Event with the numbers) and no
+    canary Deployment is ever created."""
+    await deploy_stable(kube, repo)
+    doc = repo.manifest(CANDIDATE)
+    doc["spec"]["goldenSet"]["maxSamples"] = 50
+    await kube.apply_md(doc)
+    md = await wait_phase(kube, "RolledBack", timeout_s=60)
+    degraded = condition(md, "Degraded")
+    assert degraded is not None and degraded["reason"] == "GoldenSetTooSmall"
+    assert "golden set has 50 rows" in degraded["message"]
+    assert md["status"]["stableVersion"] == GOOD
+    assert await kube.client.get(kube.path("apps/v1", "Deployment", f"{NAME}-canary")) is None
+    if kube.backend == "kmock":
+        return  # KMock answers a second generateName Event with 409 (FACTS.md): cluster only
+
+    async def warning() -> dict[str, Any] | None:
+        events = await kube.client.list(kube.path("v1", "Event"))
+        return next(
+            (
+                e
+                for e in events
+                if e.get("reason") == "GoldenSetTooSmall"
+                and (e.get("involvedObject") or {}).get("name") == NAME
+            ),
+            None,
+        )
+
+    event = await eventually(warning, timeout_s=30, what="the GoldenSetTooSmall Event")
+    assert event["type"] == "Warning" and "maxAccuracyDrop 0.02" in event["message"]
 
 
 # Starts the operator: ``start(make_reconciler)`` -> a running operator with ``shutdown()``.

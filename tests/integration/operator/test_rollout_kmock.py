@@ -34,6 +34,14 @@ async def test_rollout_broken_candidate_rolled_back_on_accuracy(
         await rs.scenario_broken_candidate_is_rolled_back(kube, model_repo)
 
 
+async def test_rollout_golden_set_too_small_fails_before_any_canary_pod(
+    kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
+) -> None:
+    async with playing(kube):
+        await start_operator()
+        await rs.scenario_golden_set_too_small_fails_before_any_pod(kube, model_repo)
+
+
 async def test_rollout_error_rate_regression_during_step_rolls_back(
     kube: KubeEnv, start_operator: OperatorStarter, model_repo: ModelRepo
 ) -> None:

@@ -32,6 +32,7 @@ MONITORING_FILE = "monitoring.config"
 MONITORING_DIR = "/etc/tensorgate"
 SERVING_NAME = "tfserving"
 LABEL_MODEL = "tensorgate.dev/model"
+GATE_REPORT_KEY = "report.html"
 LABEL_TRACK = "tensorgate.dev/track"
 LABEL_VERSION = "tensorgate.dev/version"
 ANNOTATION_REVISION = "tensorgate.dev/revision"
@@ -86,6 +87,28 @@ def track_service_name(name: str, track: Track) -> str:
 
 def config_map_name(name: str) -> str:
     return f"{name}-tfserving-monitoring"
+
+
+def gate_report_name(name: str) -> str:
+    return f"{name}-gate-report"
+
+
+def gate_report_config_map(body: Mapping[str, Any], html: str) -> dict[str, Any]:
+    """The ConfigMap holding the latest gate report page (``report.html``) of a
+    ModelDeployment; owned by it, so the garbage collector deletes it with the object."""
+    name = body["metadata"]["name"]
+    labels = {
+        "app.kubernetes.io/part-of": "tensorgate",
+        "app.kubernetes.io/managed-by": "tensorgate",
+        "app.kubernetes.io/component": "gate-report",
+        LABEL_MODEL: name,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(body, gate_report_name(name), labels),
+        "data": {GATE_REPORT_KEY: html},
+    }
 
 
 def _meta(body: Mapping[str, Any], name: str, labels: dict[str, str]) -> dict[str, Any]:

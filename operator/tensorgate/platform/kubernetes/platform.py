@@ -19,6 +19,9 @@ from tensorgate.platform.golden_sources import GoldenSources, is_remote
 from tensorgate.platform.kubernetes import manifests as m
 from tensorgate.platform.kubernetes.client import KubeClient, collection_path, object_path
 
+# A ConfigMap holds at most 1 MiB (data, keys and metadata together).
+MAX_REPORT_BYTES = 1024 * 1024 - 16 * 1024
+
 
 def _ns(body: Body) -> str:
     return str(body["metadata"].get("namespace", "default"))
@@ -235,6 +238,32 @@ class KubernetesPlatform:
             )
         except OSError as exc:
             raise ConfigError(f"spec.goldenSet.uri {uri!r}: {exc}") from exc
+
+    async def publish_report(self, body: Body, html: str) -> str:
+        """Implements ``ReportStore``: one ConfigMap ``<name>-gate-report`` per object, its
+        ``report.html`` overwritten by each gate (no last-applied copy: the page may be
+        512 KiB, over the 256 KiB annotations allow)."""
+        size = len(html.encode())
+        if size > MAX_REPORT_BYTES:
+            raise ConfigError(f"gate report page {size} B > {MAX_REPORT_BYTES} B (a ConfigMap)")
+        desired = m.gate_report_config_map(body, html)
+        path = object_path(desired)
+        created = await self._kube.request(
+            "POST", path.rsplit("/", 1)[0], body=desired, allow=(409,)
+        )
+        if created is None:  # it exists: the newest page replaces the old one
+            meta = desired["metadata"]
+            await self._kube.patch(
+                path,
+                {
+                    "metadata": {
+                        "labels": meta["labels"],
+                        "ownerReferences": meta["ownerReferences"],
+                    },
+                    "data": desired["data"],
+                },
+            )
+        return str(desired["metadata"]["name"])
 
 
 class ReplicaRouter:
