@@ -278,7 +278,8 @@ def main() -> None:
     x = _golden(args.samples)
     gate = GATE_GRPC_OPTIONS
     rows = gate.rows_per_request({"pixels": x})
-    times: dict[str, list[float]] = {"inProcess": [], "grpc": [], "grpcNoInference": [], "rest": []}
+    keys = ("inProcess", "grpc", "grpcNoInference", "rest")
+    times: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[list[float]]] = {"grpc": [], "grpcNoInference": []}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "bench"

@@ -46,12 +46,14 @@ GATE_GRPC_OPTIONS = ClientOptions(
     timeout_s=REST_API_TIMEOUT_MS / 1000 * 2 / 3,
     retries=2,
     batch_size=8192,
-    batch_bytes=8 * 1024 * 1024,
+    batch_bytes=6 * 1024 * 1024,
     concurrency=2,
 )
-"""The gate's gRPC client: requests of up to 8 MiB of inputs (2,674 rows of 784 float32),
+"""The gate's gRPC client: requests of up to 6 MiB of inputs (2,006 rows of 784 float32),
 two in flight per server, so the client packs the next while the server predicts
-(benchmarks/gate_bench.py sweeps 512..8192 rows x 1, 2, 4 in flight; README, Benchmarks)."""
+(benchmarks/gate_bench.py sweeps 512..8192 rows x 1, 2, 4 in flight: 2,048 x 2 was fastest
+in most runs; one in flight leaves the server idle while the client packs, four or 8,192
+rows only add memory; README, Benchmarks)."""
 
 
 def grpc_address(platform: Platform, body: Body, track: str, rest_endpoint: str) -> str:

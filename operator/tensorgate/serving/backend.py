@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import json
 import logging
 import os
@@ -85,7 +84,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tensorgate.errors import ConfigError
 from tensorgate.serving.base import TF_DTYPES, numpy_dtype
-from tensorgate.serving.tensors import pack, split_predict_request, unpack
+from tensorgate.serving.tensors import keep_freed_memory, pack, split_predict_request, unpack
 
 __all__ = ["LocalModelServer", "find_versions", "main"]
 
@@ -916,19 +915,6 @@ def serving(
         server.stop()
 
 
-def _keep_freed_memory() -> None:
-    """glibc only: serve big blocks from the heap and keep freed memory for the next request
-    (``mallopt`` M_MMAP_THRESHOLD, M_TRIM_THRESHOLD). By default every multi-MiB request
-    buffer is a fresh ``mmap`` whose pages fault in one by one; measured, that is a fifth of
-    this process's CPU time in benchmarks/gate_bench.py. Elsewhere a no-op."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 512 * 1024 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic change)
-        libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return
-
-
 def _flag_bool(text: str) -> bool:
     if text.lower() in ("true", "1"):
         return True
@@ -962,7 +948,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model_config_file is None and args.model_base_path is None:
         parser.error("one of --model_config_file or --model_base_path is required")
 
-    _keep_freed_memory()
+    keep_freed_memory()  # every request is a multi-MiB buffer: reuse pages, no faults
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
