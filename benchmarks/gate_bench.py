@@ -4,8 +4,10 @@ The gate's heavy part is scoring the golden set with both models. This scores a 
 golden set with a small MLP pair (784 -> 64 relu -> 10 softmax, versions 1 and 2) three ways,
 in one run on the same machine:
 
-- in-process: both SavedModels loaded here, called on the same batches (the floor);
-- gRPC: ``GrpcModelClient`` (the operator's gate path, the project's own protos) against the
+- in-process: both SavedModels loaded in a worker process of their own, called on the same
+  batches (the floor);
+- gRPC: ``GrpcModelClient`` (the operator's gate path, the project's own protos, in a process
+  set up as ``tensorgate run`` sets itself up: ``keep_freed_memory``) against the
   local serving backend, one process per version (the stable and the canary pod),
   ``predict_batched`` for both models at once, with the operator's gate options
   (``checks.PlatformChecker``: ``GATE_GRPC_OPTIONS``);
@@ -274,6 +276,9 @@ def main() -> None:
         return
 
     from tensorgate.checks import GATE_GRPC_OPTIONS
+    from tensorgate.serving.tensors import keep_freed_memory
+
+    keep_freed_memory()  # this process is the operator's gate client: as `tensorgate run` does
 
     x = _golden(args.samples)
     gate = GATE_GRPC_OPTIONS

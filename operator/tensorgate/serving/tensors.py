@@ -274,19 +274,22 @@ def split_predict_request(raw: bytes) -> tuple[bytes, dict[str, tuple[bytes, mem
     return b"".join(head), inputs
 
 
-def keep_freed_memory() -> bool:
-    """Make this process keep freed memory for its next big buffers (glibc ``mallopt``:
-    M_MMAP_THRESHOLD 512 MiB, M_TRIM_THRESHOLD 1 GiB); False where there is no glibc.
+def keep_freed_memory(
+    mmap_threshold: int = 64 * 1024 * 1024, trim_threshold: int = 64 * 1024 * 1024
+) -> bool:
+    """Make this process reuse freed memory for its next big buffers (glibc ``mallopt``
+    M_MMAP_THRESHOLD, M_TRIM_THRESHOLD); False where there is no glibc.
 
-    By default each multi-MiB buffer (a request, its tensor) is a fresh ``mmap`` whose pages
-    fault in one by one and is unmapped when freed: measured in benchmarks/gate_bench.py,
-    page faults are a fifth of the serving backend's CPU and a third of the gRPC client's.
-    The cost: the process keeps its peak heap. For whole processes only (the serving
-    backend's ``main``); a library must not change its host's allocator behind its back.
+    By default glibc gives each multi-MiB buffer (a request, its tensor) fresh pages whose
+    first touch faults, and hands them back when freed. Measured in benchmarks/gate_bench.py
+    (requests of 6 MiB): page faults were a fifth of the serving backend's CPU and cost the
+    gRPC client 40 % more CPU. Blocks below ``mmap_threshold`` come from the heap; up to
+    ``trim_threshold`` of free heap top is kept. For whole processes (the serving backend's
+    and the operator's ``main``): a library must not change its host's allocator.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, 512 * 1024 * 1024)  # M_MMAP_THRESHOLD (fixed from now on)
-        return bool(ok and libc.mallopt(-1, 1024 * 1024 * 1024))  # M_TRIM_THRESHOLD
+        ok = libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (fixed from now on)
+        return bool(ok and libc.mallopt(-1, trim_threshold))  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         return False

@@ -12,6 +12,9 @@ tests/integration/gate/test_serving_fidelity.py).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -133,3 +136,37 @@ async def test_batch_bytes_caps_the_rows_of_a_request(
 def test_batch_bytes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_bytes"):
         ClientOptions(batch_bytes=0)
+
+
+_FAULTS = """
+import resource, sys
+from tensorgate.serving.tensors import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = b"x" * (40 << 20)  # above glibc's largest dynamic mmap threshold (32 MiB)
+del block
+start = faults()
+for _ in range(10):
+    block = b"x" * (40 << 20)
+    del block
+print(faults() - start)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_freed_memory_reuses_pages_of_freed_big_buffers() -> None:
+    """The serving backend and ``tensorgate run`` call it: a freed multi-MiB buffer's pages
+    serve the next one instead of faulting in afresh (minor page faults counted by the
+    kernel; in a child process, so this one's allocator stays as it was)."""
+
+    def faults(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True
+        )
+        return int(out.stdout)
+
+    default, kept = faults("default"), faults("keep")
+    assert default > 10 * 10_000 * 0.9  # ten blocks of 10,240 pages, each faulted in
+    assert kept < default / 10
