@@ -285,7 +285,7 @@ def main() -> None:
     rows = gate.rows_per_request({"pixels": x})
     keys = ("inProcess", "grpc", "grpcNoInference", "rest")
     times: dict[str, list[float]] = {k: [] for k in keys}
-    cpu: dict[str, list[list[float]]] = {"grpc": [], "grpcNoInference": []}
+    cpu: dict[str, list[list[float]]] = {"inProcess": [], "grpc": [], "grpcNoInference": []}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "bench"
         worker = [
@@ -312,7 +312,9 @@ def main() -> None:
                 for c in GRID_IN_FLIGHT
             }
             for i in range(args.repeats):  # interleaved: all see the same machine state
+                before = _cpu_seconds(local.pid)
                 times["inProcess"].append(_ask(local))
+                cpu["inProcess"].append([_cpu_seconds(local.pid) - before])
                 for key, targets in (("grpc", server), ("grpcNoInference", null)):
                     elapsed, seconds = _timed_grpc(targets, x, gate)
                     times[key].append(elapsed)
@@ -326,7 +328,7 @@ def main() -> None:
     cpu_med = {
         k: dict(
             zip(
-                ("client", "stable", "candidate"),
+                ("both models",) if k == "inProcess" else ("client", "stable", "candidate"),
                 (_median(list(c)) for c in zip(*v, strict=True)),
                 strict=True,
             )
