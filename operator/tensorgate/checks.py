@@ -36,6 +36,25 @@ from tensorgate.serving.rest import RestModelClient
 
 logger = logging.getLogger(__name__)
 
+GATE_REST_OPTIONS = ClientOptions(
+    timeout_s=REST_API_TIMEOUT_MS / 1000 * 2 / 3, retries=2, batch_size=256
+)
+"""The gate's REST client: a request must finish well inside the pods'
+``--rest_api_timeout_in_ms`` (a 256-sample batch takes milliseconds): it gives up at two
+thirds of it."""
+GATE_GRPC_OPTIONS = ClientOptions(
+    timeout_s=REST_API_TIMEOUT_MS / 1000 * 2 / 3,
+    retries=2,
+    batch_size=8192,
+    batch_bytes=6 * 1024 * 1024,
+    concurrency=2,
+)
+"""The gate's gRPC client: requests of up to 6 MiB of inputs (2,006 rows of 784 float32),
+two in flight per server, so the client packs the next while the server predicts
+(benchmarks/gate_bench.py sweeps 512..8192 rows x 1, 2, 4 in flight: 2,048 x 2 was fastest
+in most runs; one in flight leaves the server idle while the client packs, four or 8,192
+rows only add memory; README, Benchmarks)."""
+
 
 def grpc_address(platform: Platform, body: Body, track: str, rest_endpoint: str) -> str:
     """The gRPC ``host:port`` of a server ``Platform.endpoints`` lists by its REST address:
@@ -65,11 +84,8 @@ class PlatformChecker:
     ) -> None:
         self._platform = platform
         self._providers = providers
-        # A gate request must finish well inside the pods' --rest_api_timeout_in_ms (a
-        # 256-sample batch takes milliseconds): the client gives up at two thirds of it.
-        self._options = options or ClientOptions(
-            timeout_s=REST_API_TIMEOUT_MS / 1000 * 2 / 3, retries=2, batch_size=256
-        )
+        self._options = options or GATE_REST_OPTIONS
+        self._grpc_options = options or GATE_GRPC_OPTIONS
 
     async def _client(
         self, body: Body, spec: ModelDeploymentSpec, track: str, version: str
@@ -85,7 +101,7 @@ class PlatformChecker:
                 spec.model.name,
                 version=int(version),
                 signature_name=spec.contract.signature,
-                options=self._options,
+                options=self._grpc_options,
             )
         return RestModelClient(
             f"http://{endpoints[0]}",

@@ -270,6 +270,9 @@ def run(
             typer.echo(str(exc), err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
     configure_logging(settings)
+    from tensorgate.serving.tensors import keep_freed_memory
+
+    keep_freed_memory()  # the gate sends golden sets in multi-MiB requests: reuse their pages
     asyncio.run(run_operator(settings))
 
 

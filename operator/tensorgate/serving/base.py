@@ -151,8 +151,9 @@ class ClientOptions:
 
     ``retries`` is the number of extra attempts after the first for transient failures; the
     wait before retry ``k`` is ``backoff_s * 2**k``. ``batch_size`` is the most samples per
-    predict request when a big input is split (``predict_batched``); ``concurrency`` is the
-    most requests in flight at once per client.
+    predict request when a big input is split (``predict_batched``); ``batch_bytes``, when
+    set, also caps a request's input bytes (fewer samples per request for wide inputs, at
+    least one); ``concurrency`` is the most requests in flight at once per client.
     """
 
     timeout_s: float = 30.0
@@ -161,12 +162,23 @@ class ClientOptions:
     batch_size: int = 256
     concurrency: int = 4
     max_message_bytes: int = 256 * 1024 * 1024
+    batch_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0 or self.retries < 0 or self.backoff_s < 0:
             raise ValueError("timeout_s must be > 0; retries and backoff_s must be >= 0")
         if self.batch_size < 1 or self.concurrency < 1:
             raise ValueError("batch_size and concurrency must be >= 1")
+        if self.batch_bytes is not None and self.batch_bytes < 1:
+            raise ValueError("batch_bytes must be >= 1 (or None: no byte cap)")
+
+    def rows_per_request(self, inputs: Mapping[str, np.ndarray]) -> int:
+        """Samples per request for these inputs: ``batch_size``, fewer where ``batch_bytes``
+        would be exceeded (the bytes of one sample of every input together)."""
+        if self.batch_bytes is None:
+            return self.batch_size
+        row = sum(arr.nbytes // max(1, len(arr)) for arr in inputs.values() if np.ndim(arr))
+        return max(1, min(self.batch_size, self.batch_bytes // max(1, row)))
 
 
 @runtime_checkable
@@ -225,13 +237,14 @@ async def predict_batched(
     batch_size: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Predict a large input in batches of ``batch_size`` (default: the client's option).
+    """Predict a large input in batches of ``batch_size`` (default: the client's options,
+    ``ClientOptions.rows_per_request``).
 
     Batches are sent concurrently (the client bounds how many are in flight) and the outputs
     are concatenated in order. ``on_progress(k)`` is called with the sample count of every
     finished batch.
     """
-    size = batch_size or client.options.batch_size
+    size = batch_size or client.options.rows_per_request(inputs)
     total = _batch_len(inputs)
     if total == 0:
         raise ValueError("predict_batched: no samples")

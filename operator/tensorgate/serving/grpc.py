@@ -164,20 +164,18 @@ class GrpcModelClient:
             spec.version.value = self.version
 
     async def _call(self, what: str, path: str, request: bytes) -> bytes:
+        """One call (with retries); the caller holds one of the ``concurrency`` slots."""
         label = f"gRPC {what} {self.target}/{self.model_name}"
         method = self._methods[path]
 
         async def attempt() -> bytes:
-            async with self._limit:
-                try:
-                    answer = await method(request, timeout=self._options.timeout_s)
-                except grpc.aio.AioRpcError as exc:
-                    code, details = exc.code(), exc.details() or ""
-                    if code in TRANSIENT_CODES:
-                        raise TransientServingError(f"{code.name}: {details}") from exc
-                    raise ServingRejectedError(
-                        f"{label}: {code.name}: {details}", code.name
-                    ) from exc
+            try:
+                answer = await method(request, timeout=self._options.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                code, details = exc.code(), exc.details() or ""
+                if code in TRANSIENT_CODES:
+                    raise TransientServingError(f"{code.name}: {details}") from exc
+                raise ServingRejectedError(f"{label}: {code.name}: {details}", code.name) from exc
             return bytes(answer)
 
         return await with_retries(attempt, options=self._options, what=label)
@@ -185,7 +183,8 @@ class GrpcModelClient:
     async def _small_call(
         self, what: str, path: str, request: Any, parse: Callable[[bytes], M]
     ) -> M:
-        raw = await self._call(what, path, request.SerializeToString())
+        async with self._limit:
+            raw = await self._call(what, path, request.SerializeToString())
         return parse(raw)
 
     async def metadata(self) -> ModelMetadata:
@@ -209,8 +208,13 @@ class GrpcModelClient:
         )
 
     async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request = await asyncio.to_thread(_predict_request, self._spec, inputs)
-        raw = await self._call("Predict", _PREDICT, request)
+        # The slot is taken before packing: at most ``concurrency`` packed requests exist
+        # per client (a golden set is not copied whole into requests up front), and the
+        # next request is packed while the server predicts the one before.
+        async with self._limit:
+            request = await asyncio.to_thread(_predict_request, self._spec, inputs)
+            raw = await self._call("Predict", _PREDICT, request)
+            del request
         return await asyncio.to_thread(_predict_outputs, raw)
 
     async def status(self) -> ModelStatus:

@@ -173,6 +173,10 @@ class RestModelClient:
             limits=httpx.Limits(max_connections=self._options.concurrency * 2),
         )
         self._limit = asyncio.Semaphore(self._options.concurrency)
+        # Bodies are built only for requests about to be sent: at most ``concurrency`` of a
+        # big input's batches exist as JSON-ready lists at once (``predict_batched`` starts
+        # them all; a golden set as Python lists is ~30 bytes a number).
+        self._bodies = asyncio.Semaphore(self._options.concurrency)
         self._signature: Signature | None = None
 
     def __repr__(self) -> str:
@@ -238,8 +242,10 @@ class RestModelClient:
 
     async def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         signature = await self._served_signature()
-        body = await asyncio.to_thread(self._body, inputs)
-        answer = await self._call("POST", f"{self._path}:predict", body)
+        async with self._bodies:
+            body = await asyncio.to_thread(self._body, inputs)
+            answer = await self._call("POST", f"{self._path}:predict", body)
+            del body
         outputs_info = dict(signature.outputs) if signature else {}
         return await asyncio.to_thread(self._decode_answer, answer, outputs_info)
 

@@ -139,3 +139,28 @@ def test_local_backend_rejects_a_path_without_savedmodel(tmp_path: Path) -> None
 
     with pytest.raises(ConfigError, match="no SavedModel"):
         find_versions(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+     "uint32", "uint64", "bool"],
+)  # fmt: skip
+def test_inputs_reach_tensorflow_unchanged(dtype: str) -> None:
+    """The backend hands inputs to TensorFlow through one aligned copy and DLPack (bool and
+    empty arrays through ``tf.constant``): values, dtype and shape survive for scalars, strided
+    views, big-endian and read-only arrays (a view of a request's bytes is read-only)."""
+    from tensorgate.serving.backend import _as_tensor
+
+    base = (np.arange(12) % 7).astype(dtype)
+    arrays = [
+        np.array(base[3]),
+        base.reshape(3, 4)[:, ::2],
+        base.astype(base.dtype.newbyteorder(">")),
+        np.frombuffer(base.tobytes(), dtype=dtype).reshape(2, 6),
+        base[:0].reshape(0, 4),
+    ]
+    for arr in arrays:
+        tensor = _as_tensor(arr)
+        assert tensor.dtype.name == dtype and tuple(tensor.shape) == arr.shape
+        np.testing.assert_array_equal(tensor.numpy(), arr)

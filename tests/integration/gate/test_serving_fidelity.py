@@ -13,6 +13,9 @@ Each row names the tensorflow/serving (2.19) source it follows:
   ``request_latency{model_name,API,entrypoint}``;
 - ``model_servers/prediction_service_impl.cc``: gRPC Predict counted with ``API="Predict"``,
   GetModelMetadata not counted;
+- ``servables/tensorflow/predict_util.cc`` (``PreProcessPrediction`` ->
+  ``saved_model::GetInputValues``, i.e. ``Tensor::FromProto``) and ``tfrt_predict_util.cc``
+  (``tensor.FromProto``): Predict inputs in ``tensor_content`` or the typed ``*_val`` fields;
 - ``model_servers/server.cc``: typed ``*_val`` answers unless
   ``--enable_serialization_as_tensor_content``; the gRPC health service;
   ``--model_config_file`` wins over ``--model_name``/``--model_base_path``; numbered version
@@ -270,6 +273,32 @@ def test_grpc_predict_answers_typed_val_unless_flag(fid_base: Path, content: boo
     labels = f'model_name="{MODEL}",API="Predict",entrypoint="GRPC"'
     assert f":tensorflow:serving:request_latency_count{{{labels}}} 1" in text
     assert f'request_count{{model_name="{MODEL}",status="OK"}} 1' in text
+
+
+@pytest.mark.parametrize("encoding", ["tensor-content", "typed-val", "typed-val-one-value"])
+def test_grpc_predict_takes_inputs_in_either_encoding(backend: Backend, encoding: str) -> None:
+    """predict_util.cc hands request.inputs() to saved_model::GetInputValues
+    (Tensor::FromProto; tfrt_predict_util.cc calls tensor.FromProto): tensor_content and
+    the typed fields are both inputs, one typed value stands for the whole tensor. The
+    backend reads tensor_content in place (tensors.split_predict_request) and copies it into
+    aligned memory for TensorFlow; the answer must not depend on the encoding."""
+    request = _real_request()
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) + 0.5
+    tensor = request.inputs["x"]
+    tensor.ClearField("tensor_content")
+    if encoding == "tensor-content":
+        tensor.tensor_content = x.tobytes()
+    elif encoding == "typed-val":
+        tensor.float_val.extend(x.ravel().tolist())
+    else:
+        tensor.float_val.append(4.0)
+        x = np.full((2, 3), 4.0, np.float32)
+    channel, stub = _real_stub(backend.server.grpc_target)
+    with channel:
+        answer = stub.Predict(request, timeout=30)
+    y = answer.outputs["y"]
+    np.testing.assert_array_equal(np.asarray(y.float_val).reshape(2, 3), x * 2)
+    assert [d.size for d in y.tensor_shape.dim] == [2, 3]
 
 
 async def test_grpc_metadata_is_not_counted_and_float16_works(backend: Backend) -> None:

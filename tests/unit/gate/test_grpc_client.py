@@ -258,3 +258,38 @@ def test_joined_predict_request_parses_as_protobuf_would_write_it(dtype: str) ->
         got = unpack(request.inputs[key])
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
+
+
+async def test_grpc_client_packs_no_more_requests_than_it_has_in_flight(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``predict_batched`` starts every batch at once; the client takes a ``concurrency``
+    slot before packing, so at most that many packed requests exist per client (a golden
+    set is never copied whole into requests) and the answers still come back in order."""
+    import tensorgate.serving.grpc as grpc_client
+    from tensorgate.serving.base import predict_batched
+
+    live: list[int] = []
+    pack_request, read_outputs = grpc_client._predict_request, grpc_client._predict_outputs
+
+    def packed(*args: Any) -> bytes:
+        live.append(1)
+        assert len(live) <= 2, "more packed requests than requests in flight"
+        return pack_request(*args)
+
+    def answered(raw: bytes) -> dict[str, np.ndarray]:
+        live.pop()
+        return read_outputs(raw)
+
+    monkeypatch.setattr(grpc_client, "_predict_request", packed)
+    monkeypatch.setattr(grpc_client, "_predict_outputs", answered)
+    servicer = _Servicer(fail=0, code=grpc.StatusCode.OK)
+    options = ClientOptions(batch_size=3, concurrency=2, retries=0)
+    client = GrpcModelClient(await serve(servicer), "m", options=options)
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    try:
+        out = await predict_batched(client, {"x": x})
+    finally:
+        await client.aclose()
+    assert servicer.calls == 7
+    np.testing.assert_array_equal(out["y"], x + 1)

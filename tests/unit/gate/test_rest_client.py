@@ -182,3 +182,35 @@ async def test_rest_sends_strings_of_any_rank_and_decodes_b64_outputs() -> None:
     assert seen == [[["caf\u00e9", {"b64": "/w=="}], ["a", ""]]]
     assert out["y_bytes"].shape == (1, 2) and out["y_bytes"].tolist() == [[b"\xff\x00", b"ok"]]
     await client.aclose()
+
+
+async def test_rest_client_builds_no_more_bodies_than_it_has_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``predict_batched`` starts every batch at once; the REST client builds a batch's
+    JSON-ready body only when it may send it, so at most ``concurrency`` exist at once."""
+    live: list[int] = []
+    build, decode = RestModelClient._body, RestModelClient._decode_answer
+
+    def body(self: RestModelClient, inputs: dict[str, np.ndarray]) -> dict[str, object]:
+        live.append(1)
+        assert len(live) <= 2, "more request bodies than requests in flight"
+        return build(self, inputs)
+
+    def answer(self: RestModelClient, *args: object) -> dict[str, np.ndarray]:
+        live.pop()
+        return decode(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RestModelClient, "_body", body)
+    monkeypatch.setattr(RestModelClient, "_decode_answer", answer)
+    log: list[httpx.Request] = []
+    client = RestModelClient(
+        "http://127.0.0.1:8501",
+        "m",
+        transport=httpx.MockTransport(_server(log)),
+        options=ClientOptions(retries=0, batch_size=2, concurrency=2),
+    )
+    x = np.arange(28, dtype=np.float32).reshape(14, 2)
+    out = await predict_batched(client, {"x": x})
+    assert out["y"][:, 0].tolist() == x.sum(axis=1).tolist()
+    assert len([r for r in log if r.method == "POST"]) == 7
