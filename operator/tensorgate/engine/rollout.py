@@ -810,8 +810,10 @@ def _pre_rollout(
 def _confirm_promotion(
     status: ModelDeploymentStatus, obs: Observations, effects: tuple[Effect, ...], why: str
 ) -> Decision:
-    """After the last step: promote, or wait for the confirm-promotion webhooks to answer 2xx
-    (asked again once per analysis interval, the rollback webhooks with them)."""
+    """After the last step: promote, or wait for the confirm-promotion webhooks to answer 2xx.
+    They are asked again once per analysis interval, and with them the rollback webhooks and
+    the metric checks (a window per interval): the canary keeps its traffic while it waits,
+    so a regression meanwhile still rolls back."""
     spec, gen = obs.spec, obs.generation
     interval_s = parse_duration_s(spec.analysis.interval)
     kind = WebhookType.CONFIRM_PROMOTION
@@ -827,10 +829,11 @@ def _confirm_promotion(
     condition = (_progressing(Reason.WAITING_FOR_CONFIRMATION, message, gen, on=True),)
     if judged.verdict == HookVerdict.WAIT:
         return Decision(waiting, effects, None, condition, judged.wait_s)
-    if first:  # the rollback webhooks were asked with this step's analysis
+    if first:  # the metric checks and rollback webhooks ran with this step's analysis
         event = Event(Reason.WAITING_FOR_CONFIRMATION, f"{why}; {message}")
-        return Decision(waiting, (*effects, RunHooks(kind)), event, condition, 0)
-    again = (*_rollback_hooks(obs, status.current_step or 0), RunHooks(kind))
+        return Decision(waiting, (*effects, RunHooks(kind), BeginAnalysis()), event, condition, 0)
+    step = status.current_step or 0
+    again = (RunAnalysis(step), *_rollback_hooks(obs, step), RunHooks(kind), BeginAnalysis())
     return Decision(waiting, (*effects, *again), None, condition, 0)
 
 

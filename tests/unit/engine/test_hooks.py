@@ -172,6 +172,22 @@ def test_confirm_promotion_asks_again_after_an_interval() -> None:
     assert d.event is None
 
 
+def test_confirm_promotion_wait_keeps_judging_the_metric_checks() -> None:
+    spec = make_spec(**hooks("confirm-promotion"))
+    status = answered(last_step(), WebhookType.CONFIRM_PROMOTION, 403, after_s=61)
+    d = decide(status, make_obs(spec, after_s=122, **LAST_STEP_OBS))
+    assert [type(e).__name__ for e in d.effects][-3:] == [
+        "RunAnalysis",
+        "RunHooks",
+        "BeginAnalysis",
+    ]
+    regressed = d.status.model_copy(update={"checks": [failed()], "failed_checks": 1})
+    regressed = answered(regressed, WebhookType.CONFIRM_PROMOTION, 200, after_s=122)
+    rolled = decide(regressed, make_obs(spec, after_s=123, **LAST_STEP_OBS))
+    assert rolled.status.phase == Phase.ROLLED_BACK  # a yes does not promote a regression
+    assert rolled.event is not None and rolled.event.reason == Reason.METRIC_CHECK_FAILED
+
+
 def test_confirm_promotion_wait_outlives_the_progress_deadline() -> None:
     spec = make_spec(**hooks("confirm-promotion"))
     status = answered(last_step(), WebhookType.CONFIRM_PROMOTION, 403, after_s=3 * 3600)
