@@ -18,14 +18,18 @@ output ``probs`` float32 [-1, 3], a softmax), in TF Serving's wire formats:
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import io
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tensorgate.checks import PlatformChecker
 from tensorgate.cli import app
+from tensorgate.platform.base import Body
+from tensorgate.platform.fake import FakePlatform, FakeRouter
+from tensorgate.reconcile import Reconciler
+from tensorgate.serving.base import ClientOptions
 from tensorgate.serving.protos import serving_apis_pb2 as apis
 from tensorgate.serving.tensors import DTYPE_ENUM, pack, unpack
 from tests.unit.gate.conftest import N_CLASSES, N_FEATURES, good_fn, make_contract
@@ -144,7 +153,7 @@ def _signature_json() -> dict[str, Any]:
 
 
 def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
-    base = f"/v1/models/{MODEL}/versions/{VERSION}"
+    route = re.compile(rf"/v1/models/{MODEL}/versions/\d+(/metadata|:predict)")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -160,7 +169,7 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
-            if self.path != f"{base}/metadata":
+            if not (found := route.fullmatch(self.path)) or found[1] != "/metadata":
                 self._send(404, b'{"error": "no such path"}')
                 return
             n = server.seen.count("metadata")
@@ -173,7 +182,7 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             request = json.loads(raw)
-            if self.path != f"{base}:predict":
+            if not (found := route.fullmatch(self.path)) or found[1] != ":predict":
                 self._send(404, b'{"error": "no such path"}')
                 return
             n = server.seen.count("predict")
@@ -435,3 +444,116 @@ def test_transient_503s_are_retried_a_bounded_number_of_times(
         seen = c.seen
     assert seen.failed >= 5 and seen.predict >= 2 * seen.failed, seen  # each retried once
     assert (result.code, result.decision) == (0, "promote"), result.text
+
+
+# --- the same servers through the operator's path ------------------------------------------
+
+
+class JumpClock:
+    """Wall time (the checks' deadlines are real) plus the waits the engine asks for."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+@dataclass
+class ServedTracks(FakePlatform):
+    """The fake platform, with each track's endpoint a real (fake) server on loopback."""
+
+    rest: dict[str, int] = field(default_factory=dict)
+    grpc: dict[str, int] = field(default_factory=dict)
+
+    async def endpoints(self, body: Body, track: str) -> list[str]:
+        return [f"127.0.0.1:{self.rest[track]}"] if track in self.tracks else []
+
+    def grpc_target(self, name: str, track: str) -> str:
+        return f"127.0.0.1:{self.grpc[track]}"
+
+
+def md_body(version: str, protocol: str, status: dict[str, Any]) -> dict[str, Any]:
+    spec = {
+        "model": {"name": MODEL, "version": version, "uri": "gs://models/m"},
+        "serving": {"replicas": 2, "gateProtocol": protocol},
+        "contract": make_contract().model_dump(mode="json", by_alias=True, exclude_none=True),
+        "goldenSet": {"uri": "/golden/m.npz"},
+        "smoke": {"batchSize": 4, "timeout": SMOKE_TIMEOUT},
+        "analysis": {"steps": [50, 100], "interval": "10s", "maxEdgeErrors": 2},
+    }
+    meta = {"name": MODEL, "namespace": "ml", "generation": int(version)}
+    return {"metadata": meta, "spec": spec, "status": status}
+
+
+async def roll_out(
+    reconciler: Reconciler, clock: JumpClock, version: str, protocol: str, status: dict[str, Any]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Reconcile until the rollout of ``version`` ends; every phase it passed, in order, and
+    the Events (``reason: message``)."""
+    phases: list[str] = []
+    events: list[str] = []
+    for _ in range(60):
+        outcome = await reconciler.reconcile(md_body(version, protocol, status))
+        status = outcome.status
+        events += [f"{e.reason}: {e.message}" for e in outcome.events]
+        if not phases or phases[-1] != status.get("phase"):
+            phases.append(str(status.get("phase")))
+        if status.get("phase") in {"Promoted", "RolledBack", "Failed"} and status.get(
+            "observedGeneration"
+        ) == int(version):
+            return status, phases, events
+        clock.advance(outcome.requeue_s or 1)
+    raise AssertionError(f"no end after 60 decisions: {phases} {status.get('message')}")
+
+
+OPERATOR_CASES = [
+    (Behaviour.HANGS, f"smoke.timeout {SMOKE_TIMEOUT}"),
+    (Behaviour.SLOW, f"smoke.timeout {SMOKE_TIMEOUT}"),
+    (Behaviour.GARBAGE, "could not run (2 in a row)"),
+    (Behaviour.ALWAYS_5XX, "could not run (2 in a row)"),
+    (Behaviour.WRONG_SHAPE, "expected shape [1, 3], got [1, 2]"),
+    (Behaviour.NAN, "non-finite values"),
+    (Behaviour.STRINGS, "got values that are not numbers"),
+    (Behaviour.DIFFERS, "accuracy drop upper bound"),
+]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+@pytest.mark.parametrize(
+    ("behaviour", "reason"), OPERATOR_CASES, ids=[str(b) for b, _ in OPERATOR_CASES]
+)
+async def test_operator_rolls_a_broken_canary_back(
+    behaviour: Behaviour, reason: str, protocol: str
+) -> None:
+    """The operator's own path (``reconcile.Reconciler`` -> ``checks.PlatformChecker`` ->
+    ``run_smoke`` / ``compare_with`` over ``GrpcModelClient`` or ``RestModelClient``, as
+    ``serving.gateProtocol`` says): v1 on a healthy server is promoted, then v2 on a broken
+    canary server ends RolledBack with the reason in ``status.message`` and the Events,
+    never Promoting; an edge error (no verdict) is retried until ``maxEdgeErrors``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **golden_arrays())
+    with serving(Behaviour.HEALTHY, protocol) as stable, serving(behaviour, protocol) as canary:
+        ports = {"stable": stable.port, "canary": canary.port}
+        platform = ServedTracks(golden=buffer.getvalue(), rest=ports, grpc=ports)
+        options = ClientOptions(timeout_s=PER_CALL_S, retries=2, backoff_s=0.05)
+        checker = PlatformChecker(platform, {}, options)
+        clock = JumpClock()
+        reconciler = Reconciler(platform, {"replicas": FakeRouter()}, checker, clock)
+
+        async def both() -> tuple[dict[str, Any], list[str], list[str]]:
+            first, _, _ = await roll_out(reconciler, clock, "1", protocol, {})
+            assert first["phase"] == "Promoted", first.get("message")
+            return await roll_out(reconciler, clock, "2", protocol, first)
+
+        status, phases, events = await asyncio.wait_for(both(), timeout=DEADLINE_S * 2)
+    assert "Promoting" not in phases and status["phase"] == "RolledBack", (phases, status)
+    assert status["stableVersion"] == "1"
+    texts = [status.get("message") or "", *((status.get("gate") or {}).get("reasons") or [])]
+    texts += [c.get("message") or "" for c in status.get("conditions", [])]
+    assert any(reason in t for t in texts), (reason, texts)
+    rolled = [e for e in events if "rolled back 2 to 1" in e]
+    assert len(rolled) == 1 and reason in rolled[0], events
