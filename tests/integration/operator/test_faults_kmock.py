@@ -11,7 +11,7 @@ import pytest
 from tensorgate.handlers import ApiBackoffs
 from tests.helpers import eventually
 from tests.integration.operator.conftest import KubeEnv
-from tests.integration.operator.scenarios import MNIST, condition
+from tests.integration.operator.scenarios import MNIST, condition, manifest
 
 KOPF_DEFAULT_S = (1, 1, 2, 3, 5, 8, 13, 21)  # kopf's NetworkingSettings.error_backoffs
 
@@ -187,5 +187,30 @@ async def test_deployment_create_refused_blocks_with_status_and_event_then_recov
     await kube.mark_ready("mnist-stable")
     await _ready(kube)
     assert attempts < 40, attempts  # backed off, not a hot loop
+    assert await _names(kube, "apps/v1", "Deployment") == ["mnist-stable"]
+    _one_of_each(await _events(kube))
+
+
+@pytest.mark.parametrize("status", [409, 500])
+async def test_deployment_apply_patch_fault_once_is_retried_to_the_desired_state(
+    kmock: kmock.KubernetesEmulator, kube: KubeEnv, operator: object, status: int
+) -> None:
+    """A promoted model is scaled (``serving.replicas`` 1 -> 2): the first PATCH of its
+    Deployment answers 409 (not retried by the client: the decision fails as an edge error
+    and the next one applies again) or 500 (retried by the client). Either way the Deployment
+    reaches 2 replicas, stays one object, and the model Ready."""
+    await _rollout(kube)
+    fault = inject(kmock, Fault("PATCH", "/deployments/mnist-stable", frozenset({1})), status)
+    await kube.apply_md(manifest(serving__replicas=2))
+    dep_path = kube.path("apps/v1", "Deployment", "mnist-stable")
+
+    async def scaled() -> dict[str, Any] | None:
+        dep = await kube.client.get(dep_path)
+        return dep if dep and dep["spec"].get("replicas") == 2 else None
+
+    await eventually(scaled, timeout_s=30, what="2 replicas")
+    assert fault.injected == 1 and len(fault.seen) <= 3, fault.seen
+    await kube.mark_ready("mnist-stable")
+    await _ready(kube)
     assert await _names(kube, "apps/v1", "Deployment") == ["mnist-stable"]
     _one_of_each(await _events(kube))
