@@ -27,7 +27,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent import futures
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -64,7 +64,7 @@ class Behaviour(StrEnum):
     WRONG_SHAPE = "wrong-shape"  # 200 with [batch, 2] for a [batch, 3] output
     HANGS = "hangs"  # predict never answers
     SLOW = "slow"  # predict answers correctly after 30 s
-    CLOSES = "closes"  # REST: headers and half the body, then the connection closes
+    CLOSES = "closes"  # the answer's first half, then the connection closes
     NAN = "nan"  # NaN in every output
     DIFFERS = "differs"  # metadata matches the contract; predict gives uniform probabilities
     STRINGS = "strings"  # metadata matches; predict answers a float output with text
@@ -94,6 +94,7 @@ class Counter:
 class FakeServer:
     behaviour: Behaviour
     release: threading.Event = field(default_factory=threading.Event)
+    cut: threading.Event = field(default_factory=threading.Event)  # gRPC CLOSES: cut now
     seen: Counter = field(default_factory=Counter)
     port: int = 0
 
@@ -254,6 +255,8 @@ def _grpc_handler(server: FakeServer) -> grpc.GenericRpcHandler:
         x = unpack(request.inputs["x"])
         if b is Behaviour.GARBAGE:
             return b"\xff\xfe\x00 this is no PredictResponse \x00\x07"
+        if b is Behaviour.CLOSES:
+            server.cut.set()  # the proxy in front forwards half of what comes next, then closes
         response = apis.PredictResponse()
         response.model_spec.name = MODEL
         if b is Behaviour.STRINGS:
@@ -298,11 +301,57 @@ def serving(behaviour: Behaviour, protocol: str) -> Iterator[FakeServer]:
     server.add_generic_rpc_handlers((_grpc_handler(fake),))
     fake.port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    proxy = CuttingProxy(fake.port, fake.cut) if behaviour is Behaviour.CLOSES else None
+    if proxy is not None:
+        fake.port = proxy.port
     try:
         yield fake
     finally:
         fake.release.set()
+        if proxy is not None:
+            proxy.close()
         server.stop(grace=None)
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of a gRPC server: when ``cut`` is set (the server is
+    about to answer a Predict), it forwards half of the next bytes the server sends and closes
+    both connections (grpcio gives a server no way to stop halfway through a message)."""
+
+    def __init__(self, upstream: int, cut: threading.Event) -> None:
+        self.upstream, self.cut = upstream, cut
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            upstream.settimeout(None)
+            for src, dst, cutting in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(src, dst, cutting), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, cutting: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if cutting and self.cut.is_set():
+                    self.cut.clear()
+                    dst.sendall(data[: max(1, len(data) // 2)])
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def url(fake: FakeServer, protocol: str) -> str:
@@ -393,6 +442,7 @@ EXPECTED: dict[tuple[Behaviour, str], tuple[int, str]] = {
     (Behaviour.SLOW, "rest"): (1, f"smoke.timeout {SMOKE_TIMEOUT}"),
     (Behaviour.SLOW, "grpc"): (1, f"smoke.timeout {SMOKE_TIMEOUT}"),
     (Behaviour.CLOSES, "rest"): (2, "RemoteProtocolError"),
+    (Behaviour.CLOSES, "grpc"): (2, "UNAVAILABLE"),
     (Behaviour.NAN, "rest"): (1, "non-finite values"),
     (Behaviour.NAN, "grpc"): (1, "non-finite values"),
     (Behaviour.DIFFERS, "rest"): (1, "accuracy drop upper bound"),
@@ -515,6 +565,7 @@ OPERATOR_CASES = [
     (Behaviour.SLOW, f"smoke.timeout {SMOKE_TIMEOUT}"),
     (Behaviour.GARBAGE, "could not run (2 in a row)"),
     (Behaviour.ALWAYS_5XX, "could not run (2 in a row)"),
+    (Behaviour.CLOSES, "could not run (2 in a row)"),
     (Behaviour.WRONG_SHAPE, "expected shape [1, 3], got [1, 2]"),
     (Behaviour.NAN, "non-finite values"),
     (Behaviour.STRINGS, "got values that are not numbers"),
