@@ -44,9 +44,9 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
                 value[key] = copy.deepcopy(sub["default"])
             if key in value:
                 value[key] = apply_defaults(sub, value[key])
-        if isinstance(schema.get("additionalProperties"), dict):
-            for key in value:
-                value[key] = apply_defaults(schema["additionalProperties"], value[key])
+    if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key in value:  # a map's values (contract.outputs.<name>) are pruned the same way
+            value[key] = apply_defaults(schema["additionalProperties"], value[key])
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [apply_defaults(schema["items"], v) for v in value]
     return value

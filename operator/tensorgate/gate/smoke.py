@@ -24,6 +24,11 @@ expected; a check that cannot run because an earlier one failed is left out):
     When the golden set carries ``expected_<output>`` arrays (what the training pipeline
     produced), the served outputs reproduce them within ``goldenSet.parityTolerance``
     (scaled by ``max(1, |expected|)``).
+``timeout``
+    Only when the smoke calls (metadata, the batch-1, batch-N and single-sample predicts)
+    took longer than ``smoke.timeout`` in all: the run stops there and this check fails (a
+    hung or slow server). Scoring the golden set is not counted: it is bounded by the
+    client's per-request timeout and retries.
 
 Inputs come from the golden set (its first N samples) or, without one, are synthesised from
 the contract. Nothing here depends on a particular model: names, sizes and kinds come from
@@ -33,12 +38,13 @@ the contract.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from tensorgate.api.spec import ContractSpec, OutputKind, SmokeSpec, TensorSpec
+from tensorgate.api.spec import ContractSpec, OutputKind, SmokeSpec, TensorSpec, parse_duration_s
 from tensorgate.gate.contract_diff import ContractDiff, diff_signatures
 from tensorgate.gate.golden import GoldenSet
 from tensorgate.gate.report import Check, SmokeReport
@@ -66,6 +72,9 @@ BATCH_INVARIANCE = "batch-invariance"
 PROBABILITIES = "probabilities"
 PARITY = "parity"
 GOLDEN_SCORING = "golden-set"
+TIMEOUT = "timeout"
+
+T = TypeVar("T")
 
 _FLOAT_KINDS = "fc"
 
@@ -168,6 +177,11 @@ def _check_shapes(
         got = tuple(outputs[out_name].shape)
         if not _shape_ok(got, want):
             problems.append(f"output {out_name}: expected shape {want}, got {list(got)}")
+        elif str(spec.dtype) != "string" and not _numeric(outputs[out_name]):
+            problems.append(
+                f"output {out_name}: expected dtype {spec.dtype}, got values that are not "
+                f"numbers ({outputs[out_name].dtype})"
+            )
     if problems:
         return Check(name, False, "; ".join(problems))
     return Check(name, True, f"every output has the declared shape for a batch of {batch}")
@@ -295,7 +309,11 @@ def _check_probabilities(
         return None
     problems = []
     for out_name in names:
-        parts = [a[out_name] for a in arrays if out_name in a and a[out_name].ndim >= 1]
+        parts = [
+            a[out_name]
+            for a in arrays
+            if out_name in a and a[out_name].ndim >= 1 and _numeric(a[out_name])
+        ]
         if not parts:
             continue
         rows = np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=0)
@@ -371,6 +389,31 @@ async def _try_predict(
         return None, str(exc)
 
 
+class _OutOfTime(Exception):
+    """The smoke calls spent ``smoke.timeout``."""
+
+
+class _Budget:
+    """What is left of ``smoke.timeout``; only the calls passed to ``spend`` use it up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    async def spend(self, call: Awaitable[T]) -> T:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        scope = asyncio.timeout(max(self.left, 0.0))
+        try:
+            async with scope:
+                return await call
+        except TimeoutError as exc:
+            if scope.expired():
+                raise _OutOfTime from exc
+            raise
+        finally:
+            self.left -= loop.time() - started
+
+
 async def run_smoke(
     client: ModelClient,
     contract: ContractSpec,
@@ -388,10 +431,46 @@ async def run_smoke(
     contract diff, and a failed signature check names it.
 
     Raises ``ServingError`` only when the server cannot be asked at all (metadata fails);
-    a request the server rejects becomes a failed check.
+    a request the server rejects becomes a failed check, and so do smoke calls that take
+    longer than ``smoke.timeout`` in all (the ``timeout`` check).
     """
     checks: list[Check] = []
-    meta = await client.metadata()
+    try:
+        return await _smoke_checks(
+            client,
+            contract,
+            smoke,
+            golden,
+            checks,
+            _Budget(parse_duration_s(smoke.timeout)),
+            parity_tolerance=parity_tolerance,
+            score_golden=score_golden,
+            on_progress=on_progress,
+            stable_signature=stable_signature,
+        )
+    except _OutOfTime:
+        message = (
+            f"the smoke calls did not finish within smoke.timeout {smoke.timeout} (the server "
+            "hangs or answers too slowly); raise smoke.timeout if the model is slow by design"
+        )
+        checks.append(Check(TIMEOUT, False, message))
+        return SmokeResult(SmokeReport(tuple(checks)))
+
+
+async def _smoke_checks(
+    client: ModelClient,
+    contract: ContractSpec,
+    smoke: SmokeSpec,
+    golden: GoldenSet | None,
+    checks: list[Check],
+    budget: _Budget,
+    *,
+    parity_tolerance: float,
+    score_golden: bool,
+    on_progress: Callable[[int], None] | None,
+    stable_signature: Signature | None,
+) -> SmokeResult:
+    meta = await budget.spend(client.metadata())
     signature_check, can_call = check_signature(meta, contract)
     diff: ContractDiff | None = None
     served = meta.signatures.get(contract.signature)
@@ -410,13 +489,13 @@ async def run_smoke(
     n = smoke.batch_size
     sample = golden.head(n) if golden is not None else synthetic_inputs(contract, n)
 
-    one, error = await _try_predict(client, {k: v[:1] for k, v in sample.items()})
+    one, error = await budget.spend(_try_predict(client, {k: v[:1] for k, v in sample.items()}))
     if one is None:
         checks.append(Check(BATCH_1, False, f"predict with a batch of 1 failed: {error}"))
         return SmokeResult(SmokeReport(tuple(checks), diff))
     checks.append(_check_shapes(BATCH_1, one, contract, 1))
 
-    many, error = await _try_predict(client, sample)
+    many, error = await budget.spend(_try_predict(client, sample))
     if many is None:
         checks.append(Check(BATCH_N, False, f"predict with a batch of {n} failed: {error}"))
         return SmokeResult(SmokeReport(tuple(checks), diff))
@@ -443,9 +522,10 @@ async def run_smoke(
     checks.append(_check_finite([one, many], golden_outputs, contract))
     if shapes_ok:
         try:
-            checks.append(
-                await _check_batch_invariance(client, sample, many, contract, smoke.batch_tolerance)
+            invariance = _check_batch_invariance(
+                client, sample, many, contract, smoke.batch_tolerance
             )
+            checks.append(await budget.spend(invariance))
         except ServingRejectedError as exc:
             checks.append(Check(BATCH_INVARIANCE, False, f"single-sample predict failed: {exc}"))
     probability_arrays: list[Mapping[str, np.ndarray]] = [many]

@@ -176,6 +176,12 @@ def parse_result(result: Any) -> list[float]:
         return [float(result[1])]
     values: list[float] = []
     for sample in result or []:
+        if isinstance(sample, dict) and "values" in sample:  # resultType "matrix"
+            raise QueryRejectedError(
+                "query returned a range vector (a matrix, e.g. x[5m]); a check needs one "
+                "instant value: aggregate it, e.g. sum(rate(x[{{interval}}]))",
+                200,
+            )
         value = sample.get("value") if isinstance(sample, dict) else None
         if not isinstance(value, list) or len(value) != 2:
             raise PrometheusError(f"unexpected sample in query result: {sample!r}"[:300])

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from tensorgate.errors import ServingError
 from tensorgate.serving.base import (
@@ -113,8 +114,16 @@ def _predict_request(
     return b"".join(parts)
 
 
+def _parsed(parse: Callable[[bytes], M], raw: bytes, what: str) -> M:
+    """A response message from its bytes; a ``ServingError`` when they are not one."""
+    try:
+        return parse(raw)
+    except DecodeError as exc:
+        raise ServingError(f"{what}: the answer is not a {what} response ({exc})") from exc
+
+
 def _predict_outputs(raw: bytes) -> dict[str, np.ndarray]:
-    response = apis.PredictResponse.FromString(raw)
+    response = _parsed(apis.PredictResponse.FromString, raw, "Predict")
     return {name: unpack(t) for name, t in response.outputs.items()}
 
 
@@ -185,7 +194,7 @@ class GrpcModelClient:
     ) -> M:
         async with self._limit:
             raw = await self._call(what, path, request.SerializeToString())
-        return parse(raw)
+        return _parsed(parse, raw, what)
 
     async def metadata(self) -> ModelMetadata:
         request = apis.GetModelMetadataRequest(metadata_field=["signature_def"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import numpy as np
@@ -203,3 +204,36 @@ def test_synthetic_inputs_follow_the_contract() -> None:
     inputs = synthetic_inputs(make_contract(), 5)
     assert inputs["x"].shape == (5, N_FEATURES)
     assert inputs["x"].dtype == np.float32
+
+
+async def test_smoke_calls_beyond_smoke_timeout_fail_the_timeout_check(fake: FakeFactory) -> None:
+    """A server answering correctly after 30 s per call: the smoke calls share
+    ``smoke.timeout`` (here 1 s) and the run stops with a failed ``timeout`` check."""
+    client = fake()
+    answer = client.predict
+
+    async def after_30_s(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        await asyncio.sleep(30)
+        return await answer(inputs)
+
+    client.predict = after_30_s  # type: ignore[method-assign]
+    result = await asyncio.wait_for(
+        run_smoke(client, make_contract(), SmokeSpec(timeout="1s")), timeout=10
+    )
+    last = result.report.checks[-1]
+    assert not result.report.passed and last.name == "timeout", result.report.checks
+    assert "smoke.timeout 1s" in last.message
+    assert [c.name for c in result.report.checks] == ["signature", "timeout"]
+
+
+async def test_text_for_a_float_output_is_a_failed_shape_check(fake: FakeFactory) -> None:
+    def text(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"probs": np.full((len(inputs["x"]), N_CLASSES), "cat")}
+
+    result = await run_smoke(fake(text), make_contract(), SmokeSpec())
+    by_name = {c.name: c for c in result.report.checks}
+    assert not by_name["batch-1-shape"].passed
+    assert (
+        "expected dtype float32, got values that are not numbers"
+        in by_name["batch-1-shape"].message
+    )

@@ -56,8 +56,9 @@ def test_parse_result_vector_and_scalar() -> None:
         ([], Verdict.NO_DATA, None),
         (vector("NaN"), Verdict.NO_DATA, None),
         (vector("1", "2"), Verdict.ERROR, None),
+        ([{"metric": {}, "values": [[1.0, "0.1"], [2.0, "0.2"]]}], Verdict.ERROR, None),
     ],
-    ids=["value", "no-series-is-no-data", "nan-is-no-data", "two-series-is-error"],
+    ids=["value", "no-series-is-no-data", "nan-is-no-data", "two-series-is-error", "matrix"],
 )
 async def test_measure_verdicts(answer: Any, verdict: Verdict, value: float | None) -> None:
     answers = Answers(answer)
