@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import ssl
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -334,28 +335,70 @@ def _selector(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
 
 
+# What an informer keeps of an object's metadata: what observations and selections read.
+# Dropped: managedFields and the last-applied stamp (together most of an object), owner
+# references, creation time, finalizers.
+_KEPT_METADATA = frozenset(
+    {"name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations"}
+    | {"deletionTimestamp"}
+)
+# Of a Pod's status and its conditions: readiness, scheduling and the IP (no container
+# statuses, no probe and transition times, which change on every heartbeat of a kubelet).
+_KEPT_POD_STATUS = frozenset({"phase", "podIP", "conditions"})
+_KEPT_CONDITION = frozenset({"type", "status", "reason", "message"})
+_KEPT_SERVICE_SPEC = frozenset({"selector", "ports", "type"})
+_INTERNED_MAX = 64  # string values up to this length are shared (labels, names, reasons)
+
+
+def _compact(value: Any) -> Any:
+    """``value`` with every dict key, and short string values, interned: 1,000s of cached
+    objects then share one copy of ``"app.kubernetes.io/managed-by"`` and the like."""
+    if isinstance(value, dict):
+        return {sys.intern(str(k)): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERNED_MAX:
+        return sys.intern(value)
+    return value
+
+
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """What an informer keeps of an object, to hold 1,000s of them: no managedFields and no
-    last-applied stamp (together most of an object), no pod template spec of a Deployment
-    and, of a Pod's spec, only its containers' names and ports (what observations read)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in {"managedFields"}}
+    """What an informer keeps of an object, to hold 1,000s of them: only what observations
+    read. Metadata: ``_KEPT_METADATA`` without the last-applied stamp. A Deployment: its
+    replicas, its pod template's labels and annotations and its status counts (no
+    conditions). A Pod: its node, its containers' names and ports, its phase, IP and
+    conditions (type, status, reason, message). A Service: selector, ports and type."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k in _KEPT_METADATA}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
     if "annotations" in meta:
         meta["annotations"] = annotations
     slim = {**obj, "metadata": meta}
-    spec = obj.get("spec")
+    spec, status = obj.get("spec"), obj.get("status")
     if not isinstance(spec, dict):
-        return slim
+        return _compact(slim)  # type: ignore[no-any-return]
     template = spec.get("template")
     if isinstance(template, dict):  # a Deployment: its pods' labels and annotations only
         slim["spec"] = {**spec, "template": {"metadata": template.get("metadata") or {}}}
+        if isinstance(status, dict):
+            slim["status"] = {k: v for k, v in status.items() if k != "conditions"}
     elif "containers" in spec:  # a Pod
         containers = [
             {"name": c.get("name"), "ports": c.get("ports") or []}
             for c in spec.get("containers") or []
         ]
         slim["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers}
-    return slim
+        if isinstance(status, dict):
+            kept = {k: v for k, v in status.items() if k in _KEPT_POD_STATUS}
+            if "conditions" in kept:
+                kept["conditions"] = [
+                    {k: v for k, v in c.items() if k in _KEPT_CONDITION}
+                    for c in kept["conditions"] or []
+                ]
+            slim["status"] = kept
+    elif "selector" in spec or "ports" in spec:  # a Service
+        slim["spec"] = {k: v for k, v in spec.items() if k in _KEPT_SERVICE_SPEC}
+        slim.pop("status", None)
+    return _compact(slim)  # type: ignore[no-any-return]
 
 
 class Informer:
