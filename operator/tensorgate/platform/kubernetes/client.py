@@ -350,13 +350,13 @@ _KEPT_SERVICE_SPEC = frozenset({"selector", "ports", "type"})
 _INTERNED_MAX = 64  # string values up to this length are shared (labels, names, reasons)
 
 
-def _compact(value: Any) -> Any:
+def compact(value: Any) -> Any:
     """``value`` with every dict key, and short string values, interned: 1,000s of cached
     objects then share one copy of ``"app.kubernetes.io/managed-by"`` and the like."""
     if isinstance(value, dict):
-        return {sys.intern(str(k)): _compact(v) for k, v in value.items()}
+        return {sys.intern(str(k)): compact(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_compact(v) for v in value]
+        return [compact(v) for v in value]
     if isinstance(value, str) and len(value) <= _INTERNED_MAX:
         return sys.intern(value)
     return value
@@ -375,7 +375,7 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
     slim = {**obj, "metadata": meta}
     spec, status = obj.get("spec"), obj.get("status")
     if not isinstance(spec, dict):
-        return _compact(slim)  # type: ignore[no-any-return]
+        return compact(slim)  # type: ignore[no-any-return]
     template = spec.get("template")
     if isinstance(template, dict):  # a Deployment: its pods' labels and annotations only
         slim["spec"] = {**spec, "template": {"metadata": template.get("metadata") or {}}}
@@ -398,7 +398,7 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
     elif "selector" in spec or "ports" in spec:  # a Service
         slim["spec"] = {k: v for k, v in spec.items() if k in _KEPT_SERVICE_SPEC}
         slim.pop("status", None)
-    return _compact(slim)  # type: ignore[no-any-return]
+    return compact(slim)  # type: ignore[no-any-return]
 
 
 class Informer:
