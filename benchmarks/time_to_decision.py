@@ -15,7 +15,8 @@ pod with the project's local serving backend (real TensorFlow on the pod's loopb
 
 A watch on the object records when each phase is first seen (this process's clock), so each
 rollout is split into readiness (``Deploying``), smoke (``SmokeTesting``), evaluation
-(``Evaluating``), steps (``Progressing``) and the whole, from the ``kubectl apply`` call.
+(``Evaluating``), steps (``Progressing``), promotion (``Promoting``) and the whole, from the
+``kubectl apply`` call.
 Short analysis (``interval`` 2 s, steps 50/100) keeps the run to a few minutes. The target of
 issue 11: smoke + evaluation under 10 s for the demo models.
 Writes benchmarks/results/time_to_decision.json.
@@ -56,12 +57,13 @@ STATE_DIR = Path(os.environ.get("CLUSTER_STATE_DIR", ROOT / ".cluster"))
 KUBECONFIG = Path(os.environ.get("KUBECONFIG_OUT", STATE_DIR / "kubeconfig"))
 NAME = "classifier"
 MODEL = "classifier"
-PHASES = ("Pending", "Deploying", "SmokeTesting", "Evaluating", "Progressing")
-SPLIT = {
+SPLIT = {  # phase -> the part of a rollout it is (Pending: before the first decision)
+    "Pending": "pending",
     "Deploying": "readiness",
     "SmokeTesting": "smoke",
     "Evaluating": "evaluation",
     "Progressing": "steps",
+    "Promoting": "promotion",
 }
 TIMEOUT_S = 240.0
 TARGET_SMOKE_EVAL_S = 10.0
