@@ -386,7 +386,7 @@ async def _record_and_post(
     record is cleared) and never loses a ledger row (the ledger drops a replayed one)."""
     await record(memo, fresh, old, outcome, logger)
     client: KubeClient = memo.state["client"]
-    done = await client.patch(f"{path}/status", {"status": {UNRECORDED: None}})
+    done = await client.patch(f"{path}/status", {"status": {UNRECORDED: None}}, urgent=True)
     version = ((done or {}).get("metadata") or {}).get("resourceVersion")
     state.written = str(version) if version else state.written
     state.body = kept_body(done) if version else None
@@ -436,7 +436,7 @@ async def _write_status(
         rv = obj["metadata"].get("resourceVersion")
         if rv:
             body["metadata"] = {"resourceVersion": rv}
-        return await client.patch(f"{path}/status", body)
+        return await client.patch(f"{path}/status", body, urgent=True)
 
     try:
         done = await patch(fresh)

@@ -23,7 +23,7 @@ class OneObjectApi:
         self.gets += 1
         return copy.deepcopy(self.obj)
 
-    async def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, path: str, patch: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.patches.append(patch)
         status = self.obj.setdefault("status", {})
         for key, value in patch.get("status", {}).items():

@@ -288,3 +288,35 @@ def test_the_cache_drops_status_and_metadata_no_observation_reads_and_shares_key
         "metadata": {"name": "s", "namespace": "ns"},
         "spec": {"selector": {"t": "stable"}, "ports": [{"port": 80}]},
     }
+
+
+async def test_an_urgent_request_waits_ahead_of_ordinary_ones_each_lane_in_order() -> None:
+    """Status writes (urgent) overtake queued child creation, so every object of a burst gets
+    its phase first; a waiter cancelled in the queue gives up its place, not a slot."""
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def api(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path.split("/pods/", 1)[1])
+        await gate.wait()
+        return httpx.Response(200, json={})
+
+    kube = client(api, max_in_flight=1)
+    base = "/api/v1/namespaces/ns/pods"
+    try:
+        first = asyncio.create_task(kube.get(f"{base}/first"))
+        await eventually(probe(lambda: order == ["first"]), timeout_s=5, what="first in flight")
+        tasks = [
+            asyncio.create_task(kube.get(f"{base}/a")),
+            asyncio.create_task(kube.get(f"{base}/b")),
+        ]
+        gone = asyncio.create_task(kube.request("GET", f"{base}/gone", urgent=True))
+        tasks.append(asyncio.create_task(kube.patch(f"{base}/u1/status", {}, urgent=True)))
+        tasks.append(asyncio.create_task(kube.patch(f"{base}/u2/status", {}, urgent=True)))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        gate.set()
+        await asyncio.gather(first, *tasks)
+        assert order == ["first", "u1/status", "u2/status", "a", "b"]
+    finally:
+        await kube.aclose()

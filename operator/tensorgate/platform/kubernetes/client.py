@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ import ssl
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,6 +131,51 @@ def applied_fingerprint(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class PriorityGate:
+    """A FIFO semaphore with two lanes: a waiting urgent request goes before every waiting
+    ordinary one, each lane first come, first served. Status writes are urgent, so 1,000
+    objects created at once get their phase before the children the rest of their decisions
+    create (those queue behind)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._lanes: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._lanes):
+            self._free -= 1
+            return
+        lane = self._lanes[0 if urgent else 1]
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    lane.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for lane in self._lanes:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class KubeClient:
     """get / list / create-or-patch / patch / delete with timeouts and bounded retries."""
 
@@ -156,7 +203,7 @@ class KubeClient:
         )
         self._retries = retries
         self._backoff_s = backoff_s
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._in_flight = PriorityGate(max_in_flight)
         self.informers: list[Informer] = []
 
     async def aclose(self) -> None:
@@ -173,13 +220,15 @@ class KubeClient:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
+        urgent: bool = False,
     ) -> dict[str, Any] | None:
-        """Send one request; ``allow`` lists statuses answered with ``None`` (e.g. 404)."""
+        """Send one request; ``allow`` lists statuses answered with ``None`` (e.g. 404);
+        ``urgent`` ones wait ahead of the others for a slot (``PriorityGate``)."""
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         for attempt in range(self._retries + 1):
             try:
-                async with self._in_flight:
+                async with self._in_flight.slot(urgent=urgent):
                     resp = await self._http.request(
                         method, path, content=data, headers=headers, params=params
                     )
@@ -285,9 +334,11 @@ class KubeClient:
                 return found
         return await self.list(path, label_selector)
 
-    async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def patch(
+        self, path: str, patch: Mapping[str, Any], *, urgent: bool = False
+    ) -> dict[str, Any] | None:
         return await self.request(
-            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+            "PATCH", path, body=patch, content_type="application/merge-patch+json", urgent=urgent
         )
 
     async def delete(self, path: str) -> bool:
