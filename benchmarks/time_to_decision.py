@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import platform
 import shutil
@@ -225,14 +226,30 @@ def split(seen: list[tuple[str, float, dict[str, Any]]], applied: float) -> dict
     return out
 
 
+async def settle(client: KubeClient, namespace: str) -> float:
+    """Wait until the previous rollout's canary pods are gone; returns the seconds waited.
+    The operator finds a track's endpoints by its track label alone, so a canary pod of the
+    last rollout that the garbage collector has not removed yet would be smoke-tested in
+    place of the new one (seen: "Servable not found ... (classifier, 3)" from version 2's
+    pod, on a busy API server)."""
+    start = time.monotonic()
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    while await client.list(pods, "tensorgate.dev/track=canary"):
+        if time.monotonic() - start > TIMEOUT_S:
+            raise TimeoutError(f"canary pods of {namespace} still there after {TIMEOUT_S}s")
+        await asyncio.sleep(0.5)
+    return round(time.monotonic() - start, 1)
+
+
 async def rollout(
     timeline: Timeline, doc: dict[str, Any], expect: str, stable_after: str
 ) -> dict[str, Any]:
+    settled = await settle(timeline.client, doc["metadata"]["namespace"])
     since = len(timeline.seen)
     applied = time.monotonic()
     kubectl_apply(doc)
     end = await timeline.until(expect, stable_after, since)
-    return split(timeline.seen[since : end + 1], applied)
+    return {**split(timeline.seen[since : end + 1], applied), "settle_before_apply_s": settled}
 
 
 async def measure(workdir: Path) -> dict[str, Any]:
@@ -244,6 +261,7 @@ async def measure(workdir: Path) -> dict[str, Any]:
     collection = f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}"
     timeline = Timeline(admin, collection)
     follower = asyncio.create_task(timeline.follow())
+    logging.basicConfig(level=logging.WARNING)
     player = PodPlayer(conn).start_thread()
     results: dict[str, Any] = {"namespace": ns}
     try:
