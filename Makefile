@@ -42,8 +42,10 @@ crds: venv ## regenerate crds/ and the chart's copy from the Python types
 protos: venv ## recompile operator/tensorgate/serving/protos/*.proto into the committed modules
 	PYTHONPATH=operator $(PY) -m tensorgate.serving.protos.generate
 
-bench: venv ## run every benchmark in benchmarks/ (results in benchmarks/results/)
-	@for b in benchmarks/*.py; do echo "== $$b"; PYTHONPATH=operator $(PY) $$b || exit 1; done
+bench: venv ## run every benchmark in benchmarks/ (results in benchmarks/results/; ~10 min on 2 cores)
+	@if grep -q '^cluster-tools:' tests/cluster/cluster.mk 2>/dev/null; then $(MAKE) --no-print-directory cluster-tools; fi
+	@for b in benchmarks/*.py; do echo "== $$b"; start=$$(date +%s); \
+	  PYTHONPATH=$(CURDIR)/operator:$(CURDIR) $(PY) $$b || exit 1; echo "== $$b: $$(( $$(date +%s) - start )) s"; done
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests benchmarks

@@ -445,10 +445,8 @@ async def wait_phases(
     return None, seen
 
 
-async def one_size(n: int, args: argparse.Namespace, identity: tuple[Path, str]) -> dict[str, Any]:
-    kubeconfig, user = identity
-    namespace = f"bench-scale-{n}-{int(time.time()) % 100000}"
-    admin = KubeClient(connection_from_kubeconfig(KUBECONFIG), timeout_s=30, retries=5)
+async def create_namespace(admin: KubeClient, namespace: str) -> None:
+    """Create ``namespace`` and wait (at most 60 s) for its default ServiceAccount."""
     await admin.request(
         "POST",
         "/api/v1/namespaces",
@@ -458,6 +456,13 @@ async def one_size(n: int, args: argparse.Namespace, identity: tuple[Path, str])
         if await admin.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default"):
             break
         await asyncio.sleep(0.5)
+
+
+async def one_size(n: int, args: argparse.Namespace, identity: tuple[Path, str]) -> dict[str, Any]:
+    kubeconfig, user = identity
+    namespace = f"bench-scale-{n}-{int(time.time()) % 100000}"
+    admin = KubeClient(connection_from_kubeconfig(KUBECONFIG), timeout_s=30, retries=5)
+    await create_namespace(admin, namespace)
     stop = asyncio.Event()
     patcher = asyncio.create_task(ready_patcher(admin, namespace, stop))
     log_path = Path(args.workdir) / f"operator-{n}.log"
@@ -561,6 +566,17 @@ def summary(runs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def provenance() -> dict[str, str]:
+    """When and at which commit a result was measured."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    return {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit}
+
+
 def main() -> None:
     if os.environ.get("TENSORGATE_BENCH_SCALE") != "1":
         # `make bench` runs every benchmarks/*.py; this one needs its own cluster and ~12 min.
@@ -592,13 +608,7 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         started = time.monotonic()
         out = asyncio.run(one_size(n, args, identity))
-        out["measured_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        out["commit"] = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
+        out.update(provenance())
         results["runs"][str(n)] = out
         print(json.dumps(out, indent=2), flush=True)
         print(f"N={n}: {time.monotonic() - started:.0f}s", flush=True)

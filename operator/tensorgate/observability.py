@@ -33,6 +33,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
 from tensorgate.api.status import CheckResult, ModelDeploymentStatus
@@ -54,6 +55,41 @@ def _status(value: StatusLike) -> ModelDeploymentStatus:
 
 def _result(passed: bool) -> str:
     return "passed" if passed else "failed"
+
+
+class PhaseGauge:
+    """``tensorgate_rollout_phase``: 1 for each resource's current phase, 0 for the others,
+    collected from one dict (namespace, model) -> phase. A labelled ``Gauge`` keeps a child
+    object per phase and resource: eight per ModelDeployment, ~7 KiB each at 1,000 of them."""
+
+    NAME = "tensorgate_rollout_phase"
+    DOC = "1 for the resource's current phase, 0 otherwise."
+    LABELS = ("namespace", "model", "phase")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._phases: dict[tuple[str, str], Phase] = {}
+        self._lock = threading.Lock()  # collect() runs in the metrics server's thread
+        registry.register(self)
+
+    def set(self, namespace: str, model: str, phase: Phase) -> None:
+        with self._lock:
+            self._phases[(namespace, model)] = phase
+
+    def remove(self, namespace: str, model: str) -> None:
+        with self._lock:
+            self._phases.pop((namespace, model), None)
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.NAME, self.DOC, labels=self.LABELS)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.NAME, self.DOC, labels=self.LABELS)
+        with self._lock:
+            current = list(self._phases.items())
+        for (namespace, model), now in current:
+            for phase in Phase:
+                family.add_metric([namespace, model, phase.value], 1.0 if phase == now else 0.0)
+        yield family
 
 
 @dataclass
@@ -105,12 +141,7 @@ class OperatorMetrics:
             ["namespace", "model", "track"],
             registry=r,
         )
-        self.rollout_phase = Gauge(
-            "tensorgate_rollout_phase",
-            "1 for the resource's current phase, 0 otherwise.",
-            ["namespace", "model", "phase"],
-            registry=r,
-        )
+        self.rollout_phase = PhaseGauge(r)
         self.reconcile_duration = Histogram(
             "tensorgate_reconcile_duration_seconds",
             "Time of one reconcile tick.",
@@ -145,10 +176,7 @@ class OperatorMetrics:
     def _observe_phase(self, labels: dict[str, str], new: ModelDeploymentStatus) -> None:
         if new.phase is None:
             return
-        for phase in Phase:
-            self.rollout_phase.labels(**labels, phase=phase.value).set(
-                1.0 if phase == new.phase else 0.0
-            )
+        self.rollout_phase.set(labels["namespace"], labels["model"], new.phase)
 
     def _count(self, labels: dict[str, str], checks: Sequence[CheckResult], prefix: str) -> None:
         for c in checks:
@@ -205,9 +233,7 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted resource's gauges (counters stay: they are totals)."""
-        for phase in Phase:
-            with suppress(KeyError):
-                self.rollout_phase.remove(namespace, name, phase.value)
+        self.rollout_phase.remove(namespace, name)
         for track in ("stable", "canary"):
             with suppress(KeyError):
                 self.gate_accuracy.remove(namespace, name, track)

@@ -17,11 +17,13 @@ class OneObjectApi:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
         self.patches: list[dict[str, Any]] = []
+        self.gets = 0
 
     async def get(self, path: str) -> dict[str, Any] | None:
+        self.gets += 1
         return copy.deepcopy(self.obj)
 
-    async def patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def patch(self, path: str, patch: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.patches.append(patch)
         status = self.obj.setdefault("status", {})
         for key, value in patch.get("status", {}).items():
@@ -76,3 +78,25 @@ async def test_a_written_but_unrecorded_decision_is_recorded_once_after_a_restar
     assert ledger.transitions and ledger.transitions[-1][2:4] == (previous, current)
     await recover_unrecorded(memo, ObjectState(), "/p", Log())  # nothing left to record
     assert len(posted) == 1
+
+
+async def test_a_driver_started_by_a_watch_event_without_unrecorded_status_reads_nothing(
+    monkeypatch: Any,
+) -> None:
+    """1,000 drivers start at once after a restart: the watch event's body answers whether
+    something is left to record, so a clean object costs no GET; a pending one is recorded
+    from a fresh read."""
+    posted: list[Event] = []
+    monkeypatch.setattr("tensorgate.handlers._post", lambda body, event: posted.append(event))
+    clean = {"metadata": {"name": "m", "namespace": "ns"}, "status": {"phase": "Promoted"}}
+    api = OneObjectApi(copy.deepcopy(clean))
+    memo = Memo(api, RecordingLedger())
+    await recover_unrecorded(memo, ObjectState(body=copy.deepcopy(clean)), "/p", Log())
+    assert api.gets == 0 and not api.patches
+
+    pending = {"previous": {}, "events": [{"reason": "Promoted", "message": "v1"}]}
+    api.obj["status"]["unrecorded"] = pending
+    seen = copy.deepcopy(api.obj)
+    await recover_unrecorded(memo, ObjectState(body=seen), "/p", Log())
+    assert api.gets == 1 and "unrecorded" not in api.obj["status"]
+    assert [e.reason for e in posted] == [Reason.PROMOTED]

@@ -581,11 +581,12 @@ def test_chart_alerts_on_rollbacks_and_stuck_rollouts(helm: Any) -> None:
 
 
 def test_chart_alerts_use_metrics_the_operator_exports() -> None:
+    from tensorgate.api.reasons import Phase
     from tensorgate.observability import OperatorMetrics
 
     metrics = OperatorMetrics()
     metrics.rollbacks.labels(namespace="ml", model="m", reason="RolledBack").inc()
-    metrics.rollout_phase.labels(namespace="ml", model="m", phase="Deploying").set(1)
+    metrics.rollout_phase.set("ml", "m", Phase.DEPLOYING)
     samples = {
         sample.name: set(sample.labels)
         for family in metrics.registry.collect()

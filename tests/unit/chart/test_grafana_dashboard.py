@@ -46,9 +46,11 @@ def dashboard() -> dict[str, Any]:
 
 def exported() -> dict[str, set[str]]:
     """Sample name -> label names, for every series the operator's registry can export."""
+    from tensorgate.api.reasons import Phase
     from tensorgate.observability import OperatorMetrics
 
     metrics = OperatorMetrics()
+    metrics.rollout_phase.set("x", "x", Phase.PENDING)  # a collector of its own, no children
     for collector in vars(metrics).values():
         names = getattr(collector, "_labelnames", None)
         if names:

@@ -212,3 +212,111 @@ def test_the_cache_keeps_what_observations_read_and_drops_the_bulk() -> None:
     slim = _slim(pod)
     assert slim["spec"] == {"nodeName": "n", "containers": [{"name": "c", "ports": ports}]}
     assert slim["status"] == pod["status"]
+
+
+def test_the_cache_drops_status_and_metadata_no_observation_reads_and_shares_keys() -> None:
+    """Per object the cache holds only what observations read (issue 11: < 100 KiB per
+    object at 1,000): a Pod's container statuses and the times of its conditions go, as do a
+    Deployment's conditions, a Service's cluster IPs and status, owner references and
+    creation times. Keys (and short values) are interned, so objects share them."""
+    from tensorgate.platform.kubernetes.client import _slim
+
+    def pod(name: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "labels": {"app.kubernetes.io/managed-by": "tensorgate"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "rs"}],
+                "creationTimestamp": "2026-12-01T00:00:00Z",
+                "deletionTimestamp": "2026-12-01T00:01:00Z",
+            },
+            "spec": {"containers": [{"name": "c", "ports": []}]},
+            "status": {
+                "phase": "Running",
+                "podIP": "127.0.0.9",
+                "hostIP": "127.0.0.1",
+                "containerStatuses": [{"name": "c", "ready": True}],
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/4 nodes",
+                        "lastTransitionTime": "2026-12-01T00:00:00Z",
+                        "lastProbeTime": None,
+                    }
+                ],
+            },
+        }
+
+    a, b = _slim(json.loads(json.dumps(pod("a")))), _slim(json.loads(json.dumps(pod("b"))))
+    assert a["status"] == {
+        "phase": "Running",
+        "podIP": "127.0.0.9",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/4 nodes",
+            }
+        ],
+    }
+    assert a["metadata"] == {
+        "name": "a",
+        "namespace": "ns",
+        "labels": {"app.kubernetes.io/managed-by": "tensorgate"},
+        "deletionTimestamp": "2026-12-01T00:01:00Z",
+    }
+    key_a = next(k for k in a["metadata"]["labels"])
+    key_b = next(k for k in b["metadata"]["labels"])
+    assert key_a is key_b  # one string for 1,000 objects (json.loads makes one per object)
+
+    deployment = dep("d", "3") | {
+        "spec": {"replicas": 1, "template": {"metadata": {}}},
+        "status": {"readyReplicas": 1, "conditions": [{"type": "Available"}]},
+    }
+    assert _slim(deployment)["status"] == {"readyReplicas": 1}
+
+    service = {
+        "metadata": {"name": "s", "namespace": "ns"},
+        "spec": {"selector": {"t": "stable"}, "ports": [{"port": 80}], "clusterIPs": ["10.0.0.9"]},
+        "status": {"loadBalancer": {}},
+    }
+    assert _slim(service) == {
+        "metadata": {"name": "s", "namespace": "ns"},
+        "spec": {"selector": {"t": "stable"}, "ports": [{"port": 80}]},
+    }
+
+
+async def test_an_urgent_request_waits_ahead_of_ordinary_ones_each_lane_in_order() -> None:
+    """Status writes (urgent) overtake queued child creation, so every object of a burst gets
+    its phase first; a waiter cancelled in the queue gives up its place, not a slot."""
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def api(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path.split("/pods/", 1)[1])
+        await gate.wait()
+        return httpx.Response(200, json={})
+
+    kube = client(api, max_in_flight=1)
+    base = "/api/v1/namespaces/ns/pods"
+    try:
+        first = asyncio.create_task(kube.get(f"{base}/first"))
+        await eventually(probe(lambda: order == ["first"]), timeout_s=5, what="first in flight")
+        tasks = [
+            asyncio.create_task(kube.get(f"{base}/a")),
+            asyncio.create_task(kube.get(f"{base}/b")),
+        ]
+        gone = asyncio.create_task(kube.request("GET", f"{base}/gone", urgent=True))
+        tasks.append(asyncio.create_task(kube.patch(f"{base}/u1/status", {}, urgent=True)))
+        tasks.append(asyncio.create_task(kube.patch(f"{base}/u2/status", {}, urgent=True)))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        gate.set()
+        await asyncio.gather(first, *tasks)
+        assert order == ["first", "u1/status", "u2/status", "a", "b"]
+    finally:
+        await kube.aclose()

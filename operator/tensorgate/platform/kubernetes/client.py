@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
 import ssl
+import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -128,6 +131,51 @@ def applied_fingerprint(obj: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class PriorityGate:
+    """A FIFO semaphore with two lanes: a waiting urgent request goes before every waiting
+    ordinary one, each lane first come, first served. Status writes are urgent, so 1,000
+    objects created at once get their phase before the children the rest of their decisions
+    create (those queue behind)."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._lanes: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._lanes):
+            self._free -= 1
+            return
+        lane = self._lanes[0 if urgent else 1]
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lane.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    lane.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for lane in self._lanes:
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class KubeClient:
     """get / list / create-or-patch / patch / delete with timeouts and bounded retries."""
 
@@ -155,7 +203,7 @@ class KubeClient:
         )
         self._retries = retries
         self._backoff_s = backoff_s
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._in_flight = PriorityGate(max_in_flight)
         self.informers: list[Informer] = []
 
     async def aclose(self) -> None:
@@ -172,13 +220,15 @@ class KubeClient:
         content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
         allow: tuple[int, ...] = (),
+        urgent: bool = False,
     ) -> dict[str, Any] | None:
-        """Send one request; ``allow`` lists statuses answered with ``None`` (e.g. 404)."""
+        """Send one request; ``allow`` lists statuses answered with ``None`` (e.g. 404);
+        ``urgent`` ones wait ahead of the others for a slot (``PriorityGate``)."""
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         for attempt in range(self._retries + 1):
             try:
-                async with self._in_flight:
+                async with self._in_flight.slot(urgent=urgent):
                     resp = await self._http.request(
                         method, path, content=data, headers=headers, params=params
                     )
@@ -284,9 +334,11 @@ class KubeClient:
                 return found
         return await self.list(path, label_selector)
 
-    async def patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def patch(
+        self, path: str, patch: Mapping[str, Any], *, urgent: bool = False
+    ) -> dict[str, Any] | None:
         return await self.request(
-            "PATCH", path, body=patch, content_type="application/merge-patch+json"
+            "PATCH", path, body=patch, content_type="application/merge-patch+json", urgent=urgent
         )
 
     async def delete(self, path: str) -> bool:
@@ -334,28 +386,70 @@ def _selector(text: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
 
 
+# What an informer keeps of an object's metadata: what observations and selections read.
+# Dropped: managedFields and the last-applied stamp (together most of an object), owner
+# references, creation time, finalizers.
+_KEPT_METADATA = frozenset(
+    {"name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations"}
+    | {"deletionTimestamp"}
+)
+# Of a Pod's status and its conditions: readiness, scheduling and the IP (no container
+# statuses, no probe and transition times, which change on every heartbeat of a kubelet).
+_KEPT_POD_STATUS = frozenset({"phase", "podIP", "conditions"})
+_KEPT_CONDITION = frozenset({"type", "status", "reason", "message"})
+_KEPT_SERVICE_SPEC = frozenset({"selector", "ports", "type"})
+_INTERNED_MAX = 64  # string values up to this length are shared (labels, names, reasons)
+
+
+def compact(value: Any) -> Any:
+    """``value`` with every dict key, and short string values, interned: 1,000s of cached
+    objects then share one copy of ``"app.kubernetes.io/managed-by"`` and the like."""
+    if isinstance(value, dict):
+        return {sys.intern(str(k)): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERNED_MAX:
+        return sys.intern(value)
+    return value
+
+
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """What an informer keeps of an object, to hold 1,000s of them: no managedFields and no
-    last-applied stamp (together most of an object), no pod template spec of a Deployment
-    and, of a Pod's spec, only its containers' names and ports (what observations read)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in {"managedFields"}}
+    """What an informer keeps of an object, to hold 1,000s of them: only what observations
+    read. Metadata: ``_KEPT_METADATA`` without the last-applied stamp. A Deployment: its
+    replicas, its pod template's labels and annotations and its status counts (no
+    conditions). A Pod: its node, its containers' names and ports, its phase, IP and
+    conditions (type, status, reason, message). A Service: selector, ports and type."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k in _KEPT_METADATA}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
     if "annotations" in meta:
         meta["annotations"] = annotations
     slim = {**obj, "metadata": meta}
-    spec = obj.get("spec")
+    spec, status = obj.get("spec"), obj.get("status")
     if not isinstance(spec, dict):
-        return slim
+        return compact(slim)  # type: ignore[no-any-return]
     template = spec.get("template")
     if isinstance(template, dict):  # a Deployment: its pods' labels and annotations only
         slim["spec"] = {**spec, "template": {"metadata": template.get("metadata") or {}}}
+        if isinstance(status, dict):
+            slim["status"] = {k: v for k, v in status.items() if k != "conditions"}
     elif "containers" in spec:  # a Pod
         containers = [
             {"name": c.get("name"), "ports": c.get("ports") or []}
             for c in spec.get("containers") or []
         ]
         slim["spec"] = {"nodeName": spec.get("nodeName"), "containers": containers}
-    return slim
+        if isinstance(status, dict):
+            kept = {k: v for k, v in status.items() if k in _KEPT_POD_STATUS}
+            if "conditions" in kept:
+                kept["conditions"] = [
+                    {k: v for k, v in c.items() if k in _KEPT_CONDITION}
+                    for c in kept["conditions"] or []
+                ]
+            slim["status"] = kept
+    elif "selector" in spec or "ports" in spec:  # a Service
+        slim["spec"] = {k: v for k, v in spec.items() if k in _KEPT_SERVICE_SPEC}
+        slim.pop("status", None)
+    return compact(slim)  # type: ignore[no-any-return]
 
 
 class Informer:
