@@ -49,6 +49,29 @@ def _pod_selector(body: Body, track: str) -> str:
     )
 
 
+def _ready_addresses(pods: list[dict[str, Any]], port_name: str, default_port: int) -> list[str]:
+    """Ready pods' ``IP:port``: what the EndpointSlice controller would publish. Used when it
+    cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback addresses,
+    which simulated clusters such as the kwok test cluster hand out)."""
+    found: list[str] = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        if not ready or not status.get("podIP"):
+            continue
+        ports = [
+            p.get("containerPort")
+            for c in (pod.get("spec") or {}).get("containers") or []
+            for p in c.get("ports") or []
+            if p.get("name") == port_name
+        ]
+        found.append(f"{status['podIP']}:{ports[0] if ports else default_port}")
+    return sorted(set(found))
+
+
 class KubernetesPlatform:
     """Implements ``Platform`` with Deployments, Services and a serving ConfigMap."""
 
@@ -151,6 +174,10 @@ class KubernetesPlatform:
     async def _addresses(
         self, body: Body, track: str, port_name: str, default_port: int
     ) -> list[str]:
+        """The track's ready servers at the revision its Deployment runs now. Pods of an
+        earlier Deployment of the same name (deleted, its pods not yet collected) carry the
+        same labels, so the Service's EndpointSlices still list them: they are left out."""
+        current, stale = await self._pods_by_revision(body, track)
         service = m.track_service_name(body["metadata"]["name"], _track(track))
         slices = await self._kube.list(
             collection_path("discovery.k8s.io/v1", "EndpointSlice", _ns(body)),
@@ -163,34 +190,32 @@ class KubernetesPlatform:
                 default_port,
             )
             for ep in es.get("endpoints") or []:
-                if (ep.get("conditions") or {}).get("ready", True):
+                pod = (ep.get("targetRef") or {}).get("name")
+                if (ep.get("conditions") or {}).get("ready", True) and pod not in stale:
                     found.extend(f"{addr}:{port}" for addr in ep.get("addresses") or [])
-        return sorted(set(found)) or await self._ready_pods(body, track, port_name, default_port)
+        return sorted(set(found)) or _ready_addresses(current, port_name, default_port)
 
-    async def _ready_pods(
-        self, body: Body, track: str, port_name: str = "http", default_port: int = m.REST_PORT
-    ) -> list[str]:
-        """The track's Ready pods' IPs: what the EndpointSlice controller would publish. Used
-        when it cannot, e.g. for pod IPs an API server refuses in EndpointSlices (loopback
-        addresses, which simulated clusters such as the kwok test cluster hand out)."""
+    async def _pods_by_revision(
+        self, body: Body, track: str
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """The track's pods that run its Deployment's revision (all of them for a Deployment
+        written before revisions existed), and the names of the others: pods being deleted
+        or left by an earlier Deployment of the name."""
+        name = body["metadata"]["name"]
+        base = collection_path("apps/v1", "Deployment", _ns(body))
+        dep = await self._kube.read(f"{base}/{m.deployment_name(name, _track(track))}")
+        revision = None if dep is None else _revision_of(dep)
         selector = _pod_selector(body, track)
-        found: list[str] = []
+        current: list[dict[str, Any]] = []
+        stale: set[str] = set()
         for pod in await self._kube.read_list(collection_path("v1", "Pod", _ns(body)), selector):
-            status = pod.get("status") or {}
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or []
-            )
-            if not ready or not status.get("podIP") or pod["metadata"].get("deletionTimestamp"):
-                continue
-            ports = [
-                p.get("containerPort")
-                for c in (pod.get("spec") or {}).get("containers") or []
-                for p in c.get("ports") or []
-                if p.get("name") == port_name
-            ]
-            found.append(f"{status['podIP']}:{ports[0] if ports else default_port}")
-        return sorted(set(found))
+            meta = pod["metadata"]
+            at = (meta.get("annotations") or {}).get(m.ANNOTATION_REVISION)
+            if dep is None or meta.get("deletionTimestamp") or revision not in (None, at):
+                stale.add(str(meta.get("name")))
+            else:
+                current.append(pod)
+        return current, stale
 
     async def read_golden(self, body: Body, spec: ModelDeploymentSpec) -> bytes:
         golden = spec.golden_set
