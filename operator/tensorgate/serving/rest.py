@@ -191,40 +191,52 @@ class RestModelClient:
 
         async def attempt() -> Any:
             async with self._limit:
+                content = None if body is None else await asyncio.to_thread(_dumps, body)
                 try:
-                    if body is None:
-                        resp = await self._http.request(method, path)
-                    else:
-                        content = await asyncio.to_thread(_dumps, body)
-                        resp = await self._http.request(
-                            method,
-                            path,
-                            content=content,
-                            headers={"content-type": "application/json"},
-                        )
-                except httpx.TimeoutException as exc:
+                    # One deadline for the whole exchange: httpx's timeout is per read, so a
+                    # server trickling a byte every few seconds would never reach it.
+                    async with asyncio.timeout(self._options.timeout_s):
+                        status, raw = await self._exchange(method, path, content)
+                except (TimeoutError, httpx.TimeoutException) as exc:
                     raise TransientServingError(
                         f"timed out after {self._options.timeout_s}s"
                     ) from exc
                 except httpx.TransportError as exc:
                     raise TransientServingError(f"{type(exc).__name__}: {exc}") from exc
-            if resp.status_code in TRANSIENT_HTTP:
-                raise TransientServingError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            text = raw[:500].decode("utf-8", "replace")
+            if status in TRANSIENT_HTTP:
+                raise TransientServingError(f"HTTP {status}: {text[:200]}")
             try:
-                payload = await asyncio.to_thread(json.loads, resp.content)
+                payload = await asyncio.to_thread(json.loads, raw)
             except ValueError as exc:
-                if resp.is_success:
+                if 200 <= status < 300:
                     raise ServingError(f"{what}: answer is not JSON") from exc
-                payload = {"error": resp.text[:500]}
-            if not resp.is_success:
+                payload = {"error": text}
+            if not 200 <= status < 300:
                 message = payload.get("error") if isinstance(payload, dict) else None
-                code = HTTP_CODES.get(resp.status_code, "UNKNOWN")
-                raise ServingRejectedError(
-                    f"{what}: HTTP {resp.status_code}: {message or resp.text[:500]}", code
-                )
+                code = HTTP_CODES.get(status, "UNKNOWN")
+                raise ServingRejectedError(f"{what}: HTTP {status}: {message or text}", code)
             return payload
 
         return await with_retries(attempt, options=self._options, what=what)
+
+    async def _exchange(self, method: str, path: str, content: bytes | None) -> tuple[int, bytes]:
+        """Send one request; the answer's status and body, refused past ``max_message_bytes``
+        (as gRPC refuses a message over its limit) so a flooding server cannot fill memory."""
+        headers = {"content-type": "application/json"} if content is not None else None
+        limit = self._options.max_message_bytes
+        async with self._http.stream(method, path, content=content, headers=headers) as resp:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ServingError(
+                        f"REST {method} {self.base_url}{path}: the answer is over "
+                        f"{limit} bytes (max_message_bytes)"
+                    )
+                chunks.append(chunk)
+            return resp.status_code, b"".join(chunks)
 
     async def metadata(self) -> ModelMetadata:
         body = await self._call("GET", f"{self._path}/metadata")

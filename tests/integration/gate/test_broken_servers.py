@@ -42,11 +42,13 @@ from typer.testing import CliRunner
 
 from tensorgate.checks import PlatformChecker
 from tensorgate.cli import app
+from tensorgate.errors import ServingError
 from tensorgate.platform.base import Body
 from tensorgate.platform.fake import FakePlatform, FakeRouter
 from tensorgate.reconcile import Reconciler
 from tensorgate.serving.base import ClientOptions
 from tensorgate.serving.protos import serving_apis_pb2 as apis
+from tensorgate.serving.rest import RestModelClient
 from tensorgate.serving.tensors import DTYPE_ENUM, pack, unpack
 from tests.unit.gate.conftest import N_CLASSES, N_FEATURES, good_fn, make_contract
 
@@ -68,6 +70,8 @@ class Behaviour(StrEnum):
     NAN = "nan"  # NaN in every output
     DIFFERS = "differs"  # metadata matches the contract; predict gives uniform probabilities
     STRINGS = "strings"  # metadata matches; predict answers a float output with text
+    TRICKLE = "trickle"  # REST, golden-set batches: 200, then one byte every 0.5 s
+    FLOOD = "flood"  # REST, golden-set batches: 200, then 64 KiB every 30 ms (~2 MB/s), endless
 
 
 @dataclass
@@ -169,6 +173,20 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _dribble(self, b: Behaviour) -> None:
+            """An answer that never ends: a byte at a time, or an endless flood."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.wfile.write(b'{"outputs": [')
+            chunk, pause = (b" ", 0.5) if b is Behaviour.TRICKLE else (b" " * 65536, 0.03)
+            with suppress(OSError):
+                while not server.release.wait(pause):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            self.close_connection = True
+
         def do_GET(self) -> None:
             if not (found := route.fullmatch(self.path)) or found[1] != "/metadata":
                 self._send(404, b'{"error": "no such path"}')
@@ -203,6 +221,9 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
+                return
+            if b in (Behaviour.TRICKLE, Behaviour.FLOOD) and len(request["inputs"]["x"]) > 4:
+                self._dribble(b)
                 return
             if b is Behaviour.STRINGS:
                 rows = len(request["inputs"]["x"])
@@ -405,12 +426,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return golden, contract
 
 
-def gate(stable: str, candidate: str, files: tuple[Path, Path]) -> Gated:
+def gate(
+    stable: str, candidate: str, files: tuple[Path, Path], per_call_s: float = PER_CALL_S
+) -> Gated:
     """``tensorgate gate --json`` in-process, in a thread that must end within DEADLINE_S."""
     golden, contract = files
     args = [
         "gate", "--stable", stable, "--candidate", candidate, "--golden", str(golden),
-        "--contract", str(contract), "--model-name", MODEL, "--timeout-s", str(PER_CALL_S),
+        "--contract", str(contract), "--model-name", MODEL, "--timeout-s", str(per_call_s),
         "--json",
     ]  # fmt: skip
     result: list[Any] = []
@@ -477,6 +500,41 @@ def test_broken_candidate_is_never_promoted(
     assert reason in result.text, result.text
     if code == 2:
         assert "cannot run the gate" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("behaviour", [Behaviour.TRICKLE, Behaviour.FLOOD])
+def test_an_answer_that_never_ends_is_cut_at_the_call_timeout(
+    behaviour: Behaviour, files: tuple[Path, Path]
+) -> None:
+    """A REST answer trickling a byte every 0.5 s, or flooding ~2 MB/s without end, while the
+    golden set is scored: each attempt is cut at ``--timeout-s`` (one deadline for the whole
+    exchange; httpx's own timeout is per read, which a trickle never reaches), retried a
+    bounded number of times, and the gate cannot run (exit 2). Before, the gate ran until the
+    server quit (seen: 271 s, 598 MB)."""
+    with serving(Behaviour.HEALTHY, "rest") as stable, serving(behaviour, "rest") as broken:
+        result = gate(url(stable, "rest"), url(broken, "rest"), files, per_call_s=2.0)
+    assert result.decision != "promote", result.text
+    assert result.code == 2, result.text
+    assert "timed out after 2.0s" in result.text, result.text
+
+
+async def test_a_rest_answer_over_max_message_bytes_is_refused() -> None:
+    """The flooding server against a client whose ``max_message_bytes`` is 1 MiB: the answer
+    is refused once it passes the limit (as gRPC refuses a message over its limit), a clear
+    error, long before the call's timeout."""
+    with serving(Behaviour.FLOOD, "rest") as broken:
+        client = RestModelClient(
+            f"http://127.0.0.1:{broken.port}",
+            MODEL,
+            version=VERSION,
+            options=ClientOptions(timeout_s=20.0, retries=0, max_message_bytes=1 << 20),
+        )
+        try:
+            x = np.zeros((8, N_FEATURES), dtype=np.float32)
+            with pytest.raises(ServingError, match="over 1048576 bytes"):
+                await asyncio.wait_for(client.predict({"x": x}), timeout=15)
+        finally:
+            await client.aclose()
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
