@@ -60,9 +60,12 @@ unit: venv ## fast tests only
 
 -include tests/cluster/cluster.mk
 
-test: venv system-deps lint typecheck ## ruff, mypy, and every test (builds the cluster tools once)
+test: venv system-deps lint typecheck ## ruff, mypy, unit + integration tests (real TF, Prometheus, PostgreSQL, kopf on KMock)
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 --ignore=tests/e2e
+
+test-cluster: venv system-deps ## the real-control-plane suite, tests/e2e (builds the cluster tools once); CI runs it after `make test`
 	@if grep -q '^cluster-tools:' tests/cluster/cluster.mk 2>/dev/null; then $(MAKE) --no-print-directory cluster-tools; fi
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15 tests/e2e
 
 # The operator's cost at 10, 100 and 1,000 ModelDeployments on a cluster of its own (a Service
 # range for 1,000 Services); the 1,000-object size dominates the run time (see the README).
