@@ -97,6 +97,12 @@ def _timestamp(text: str) -> datetime:
 
 
 INFORMER_FALLBACK_GRANTS = {("", "services", "get"), ("apps", "deployments", "get")}
+# A driver GETs its ModelDeployment only to re-read it: after a status write answered 409, and
+# at start-up when the watched status still holds unrecorded ledger rows (an operator killed
+# right after a status write). Whether a scenario here meets either is timing; both paths
+# are driven on purpose elsewhere (tests/integration/operator/test_faults_kmock.py: a 409 on
+# the first status PATCH; tests/e2e/test_faults_cluster.py: SIGKILL in every phase).
+REREAD_GRANTS = {("tensorgate.dev", "modeldeployments", "get")}
 
 
 def read_audit(path: Path, users: re.Pattern[str], since: datetime) -> list[Call]:
@@ -216,7 +222,7 @@ def test_rbac_audit_operator_uses_exactly_the_chart_grants(
     used = {c.grant for c in calls if c.grant is not None}
     # Reads the informers answer once synced: their GET is the fallback before the first sync,
     # so whether a scenario uses it depends on timing (the grant is needed all the same).
-    unused = sorted(granted - used - INFORMER_FALLBACK_GRANTS)
+    unused = sorted(granted - used - INFORMER_FALLBACK_GRANTS - REREAD_GRANTS)
     assert not unused, (
         f"the chart grants what no scenario used: {unused} (drop the grant, or add the "
         f"scenario that needs it)\n{report}"
