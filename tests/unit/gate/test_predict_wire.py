@@ -23,6 +23,7 @@ from tensorgate.serving.fake import FakeModelClient
 from tensorgate.serving.protos import serving_apis_pb2 as apis
 from tensorgate.serving.protos import tf_core_pb2
 from tensorgate.serving.tensors import pack, split_predict_request, unpack
+from tests.helpers import require
 
 
 def _spec(spec: apis.ModelSpec) -> None:
@@ -155,11 +156,11 @@ print(faults() - start)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_keep_freed_memory_reuses_pages_of_freed_big_buffers() -> None:
     """The serving backend and ``tensorgate run`` call it: a freed multi-MiB buffer's pages
     serve the next one instead of faulting in afresh (minor page faults counted by the
     kernel; in a child process, so this one's allocator stays as it was)."""
+    require(sys.platform.startswith("linux"), "glibc (mallopt)", "run the tests on Linux")
 
     def faults(mode: str) -> int:
         out = subprocess.run(
