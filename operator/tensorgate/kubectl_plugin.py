@@ -453,8 +453,10 @@ def _act(
     _run(lambda: _report(change(_target(name, namespace, kubeconfig, context, timeout_s)), what))
 
 
-def _register_command(command: str, help_text: str, what: str) -> None:
-    """``kubectl tensorgate COMMAND NAME``: set the command annotation (one shape for all)."""
+def _register_action(
+    command: str, help_text: str, action: Callable[[Target], dict[str, Any]], what: str
+) -> None:
+    """``kubectl tensorgate COMMAND NAME``: one change to the object (one shape for all)."""
 
     def run(
         name: NameArg,
@@ -463,17 +465,14 @@ def _register_command(command: str, help_text: str, what: str) -> None:
         context: ContextOpt = None,
         request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     ) -> None:
-        _act(
-            name,
-            namespace,
-            kubeconfig,
-            context,
-            request_timeout,
-            lambda t: _command(t, command),
-            what,
-        )
+        _act(name, namespace, kubeconfig, context, request_timeout, action, what)
 
     app.command(command, help=help_text)(run)
+
+
+def _register_command(command: str, help_text: str, what: str) -> None:
+    """A command sent through the command annotation."""
+    _register_action(command, help_text, lambda t: _command(t, command), what)
 
 
 _register_command(
@@ -489,44 +488,18 @@ def _set_paused(target: Target, paused: bool) -> dict[str, Any]:
     return target.api.patch(target.namespace, target.name, {"spec": {"paused": paused}})
 
 
-@app.command()
-def pause(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Hold the rollout at its current step (sets spec.paused)."""
-    _act(
-        name,
-        namespace,
-        kubeconfig,
-        context,
-        request_timeout,
-        lambda t: _set_paused(t, True),
-        "pause requested",
-    )
-
-
-@app.command()
-def resume(
-    name: NameArg,
-    namespace: NamespaceOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    request_timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Continue a paused rollout (clears spec.paused)."""
-    _act(
-        name,
-        namespace,
-        kubeconfig,
-        context,
-        request_timeout,
-        lambda t: _set_paused(t, False),
-        "resume requested",
-    )
+_register_action(
+    "pause",
+    "Hold the rollout at its current step (sets spec.paused).",
+    lambda t: _set_paused(t, True),
+    "pause requested",
+)
+_register_action(
+    "resume",
+    "Continue a paused rollout (clears spec.paused).",
+    lambda t: _set_paused(t, False),
+    "resume requested",
+)
 
 
 # --- history ------------------------------------------------------------------------------
