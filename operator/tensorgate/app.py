@@ -80,6 +80,19 @@ def configure_logging(settings: Settings) -> None:
     else:
         kopf.configure(verbose=False, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger().setLevel(level)
-    # One line per HTTP request is DEBUG, not INFO (24.6 KB/s at 100 objects otherwise).
+    # One line per HTTP request is DEBUG, not INFO (24.6 KB/s at 100 objects otherwise):
+    # httpx logs each request at INFO, so its records are demoted and shown only at DEBUG.
     for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        logger = logging.getLogger(noisy)
+        logger.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+        if not any(isinstance(f, _RequestLinesAreDebug) for f in logger.filters):
+            logger.addFilter(_RequestLinesAreDebug())
+
+
+class _RequestLinesAreDebug(logging.Filter):
+    """An INFO record of an HTTP library (one per request) becomes DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True

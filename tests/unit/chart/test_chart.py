@@ -20,7 +20,10 @@ import pytest
 import yaml
 
 from tensorgate.api.reasons import Phase
+from tensorgate.settings import Settings
 from tests.helpers import require
+
+RESYNC_S = Settings().reconcile_interval_s  # the chart installs the operator's own resync
 
 
 def _optional(module: str) -> Any:
@@ -440,7 +443,7 @@ def test_chart_deployment_runs_restricted_with_liveness_and_metrics(helm: Any) -
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-port=9090",
         "--metrics-host=0.0.0.0",
-        "--interval=5",
+        f"--interval={RESYNC_S:g}",
         "--log-format=json",
         "--log-level=INFO",
         "--golden-max-bytes=67108864",
