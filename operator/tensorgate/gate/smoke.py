@@ -209,10 +209,15 @@ def _numeric(arr: np.ndarray) -> bool:
     return arr.dtype.kind in "fciub"
 
 
+def _by_row(arr: np.ndarray) -> np.ndarray:
+    """One row per sample (``reshape(n, -1)``, which numpy refuses for zero rows)."""
+    return arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:])))
+
+
 def _nonfinite_rows(arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind not in _FLOAT_KINDS or arr.ndim == 0:
         return np.zeros(arr.shape[:1] if arr.ndim else (1,), dtype=bool)
-    flat = arr.reshape(arr.shape[0], -1)
+    flat = _by_row(arr)
     result: np.ndarray = ~np.isfinite(flat).all(axis=1)
     return result
 
@@ -245,8 +250,8 @@ def _check_finite(
 
 def _scaled_excess(a: np.ndarray, b: np.ndarray, tolerance: float) -> tuple[float, np.ndarray]:
     """Max |a - b| and, per row, whether |a - b| > tolerance * max(1, |b|) anywhere."""
-    a64 = a.astype(np.float64).reshape(a.shape[0], -1)
-    b64 = b.astype(np.float64).reshape(b.shape[0], -1)
+    a64 = _by_row(a.astype(np.float64))
+    b64 = _by_row(b.astype(np.float64))
     with np.errstate(invalid="ignore"):
         diff = np.abs(a64 - b64)
         bad: np.ndarray = np.asarray(~(diff <= tolerance * np.maximum(1.0, np.abs(b64))))
@@ -316,7 +321,7 @@ def _check_probabilities(
         ]
         if not parts:
             continue
-        rows = np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=0)
+        rows = np.concatenate([_by_row(p) for p in parts], axis=0)
         rows = rows.astype(np.float64)
         finite = np.isfinite(rows).all(axis=1)
         rows = rows[finite]

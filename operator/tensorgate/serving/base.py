@@ -32,6 +32,7 @@ from tensorgate.errors import ServingError
 __all__ = [
     "TF_DTYPES",
     "ClientOptions",
+    "MalformedAnswerError",
     "ModelClient",
     "ModelMetadata",
     "ModelStatus",
@@ -85,6 +86,22 @@ class ServingRejectedError(ServingError):
     def __init__(self, message: str, code: str = "INVALID_ARGUMENT") -> None:
         self.code = code
         super().__init__(message)
+
+
+class MalformedAnswerError(ServingRejectedError):
+    """The server answered a predict, and the answer is no tensor of the outputs (ragged
+    rows, rows naming different outputs, content that does not fill its shape): the model
+    server's fault, so a failed check like a refusal, never a crash."""
+
+    def __init__(self, what: str, exc: BaseException) -> None:
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        super().__init__(
+            f"{what}: predict answer is not a tensor of the outputs ({detail})", "INTERNAL"
+        )
+
+
+UNREADABLE = (ValueError, KeyError, TypeError, IndexError, RecursionError)
+"""What numpy and the decoders raise on an answer that is not a tensor (MalformedAnswerError)."""
 
 
 @dataclass(frozen=True)

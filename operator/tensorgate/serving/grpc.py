@@ -27,7 +27,9 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
 from tensorgate.errors import ServingError
 from tensorgate.serving.base import (
+    UNREADABLE,
     ClientOptions,
+    MalformedAnswerError,
     ModelMetadata,
     ModelStatus,
     ModelVersionStatus,
@@ -122,9 +124,12 @@ def _parsed(parse: Callable[[bytes], M], raw: bytes, what: str) -> M:
         raise ServingError(f"{what}: the answer is not a {what} response ({exc})") from exc
 
 
-def _predict_outputs(raw: bytes) -> dict[str, np.ndarray]:
+def _predict_outputs(raw: bytes, model: str) -> dict[str, np.ndarray]:
     response = _parsed(apis.PredictResponse.FromString, raw, "Predict")
-    return {name: unpack(t) for name, t in response.outputs.items()}
+    try:
+        return {name: unpack(t) for name, t in response.outputs.items()}
+    except (ServingError, *UNREADABLE) as exc:  # a TensorProto that is no tensor of its shape
+        raise MalformedAnswerError(f"model {model}", exc) from exc
 
 
 class GrpcModelClient:
@@ -224,7 +229,7 @@ class GrpcModelClient:
             request = await asyncio.to_thread(_predict_request, self._spec, inputs)
             raw = await self._call("Predict", _PREDICT, request)
             del request
-        return await asyncio.to_thread(_predict_outputs, raw)
+        return await asyncio.to_thread(_predict_outputs, raw, self.model_name)
 
     async def status(self) -> ModelStatus:
         request = apis.GetModelStatusRequest()

@@ -27,7 +27,9 @@ import numpy as np
 from tensorgate.errors import ServingError
 from tensorgate.serving.base import (
     TF_DTYPES,
+    UNREADABLE,
     ClientOptions,
+    MalformedAnswerError,
     ModelMetadata,
     ModelStatus,
     ModelVersionStatus,
@@ -208,9 +210,11 @@ class RestModelClient:
                 raise TransientServingError(f"HTTP {status}: {text[:200]}")
             try:
                 payload = await asyncio.to_thread(json.loads, raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 if 200 <= status < 300:
-                    raise ServingError(f"{what}: answer is not JSON") from exc
+                    raise ServingError(
+                        f"{what}: answer is not JSON ({type(exc).__name__})"
+                    ) from exc
                 payload = {"error": text}
             if not 200 <= status < 300:
                 message = payload.get("error") if isinstance(payload, dict) else None
@@ -259,7 +263,10 @@ class RestModelClient:
             answer = await self._call("POST", f"{self._path}:predict", body)
             del body
         outputs_info = dict(signature.outputs) if signature else {}
-        return await asyncio.to_thread(self._decode_answer, answer, outputs_info)
+        try:
+            return await asyncio.to_thread(self._decode_answer, answer, outputs_info)
+        except UNREADABLE as exc:
+            raise MalformedAnswerError(f"model {self.model_name}", exc) from exc
 
     def _body(self, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         if self.request_format == "instances":

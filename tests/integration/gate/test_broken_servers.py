@@ -72,6 +72,11 @@ class Behaviour(StrEnum):
     STRINGS = "strings"  # metadata matches; predict answers a float output with text
     TRICKLE = "trickle"  # REST, golden-set batches: 200, then one byte every 0.5 s
     FLOOD = "flood"  # REST, golden-set batches: 200, then 64 KiB every 30 ms (~2 MB/s), endless
+    # Answers that parse but are no tensor of the signature's outputs:
+    NO_ROWS = "no-rows"  # 200 with zero rows for a batch of n
+    RAGGED = "ragged"  # REST: rows of different lengths; gRPC: tensor_content not whole floats
+    MIXED_KEYS = "mixed-keys"  # REST row format: the rows name different outputs
+    DEEP = "deep"  # REST: JSON nested 100,000 deep; gRPC: a dimension of -3
 
 
 @dataclass
@@ -229,6 +234,9 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
                 rows = len(request["inputs"]["x"])
                 self._send(200, json.dumps({"outputs": [["cat", "dog", "?"]] * rows}).encode())
                 return
+            if b in _MALFORMED_JSON:
+                self._send(200, _MALFORMED_JSON[b](len(request["inputs"]["x"])))
+                return
             outputs = server.outputs(np.asarray(request["inputs"]["x"], dtype=np.float32), n)
             if outputs is None:
                 return
@@ -236,6 +244,30 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
             self._send(200, json.dumps({"outputs": outputs["probs"].tolist()}).encode())
 
     return Handler
+
+
+_MALFORMED_JSON = {  # a batch's row count -> the answer
+    Behaviour.NO_ROWS: lambda rows: b'{"outputs": []}',
+    Behaviour.RAGGED: lambda rows: json.dumps(
+        {"outputs": [[0.2, 0.8]] + [[0.1] * 3] * rows}
+    ).encode(),
+    Behaviour.MIXED_KEYS: lambda rows: json.dumps(
+        {"predictions": [{"probs": [1.0, 0.0, 0.0]}] + [{"scores": [0.5]}] * rows}
+    ).encode(),
+    Behaviour.DEEP: lambda rows: b'{"outputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+}
+
+
+def _malformed_tensor(b: Behaviour, rows: int, tensor: Any) -> None:
+    """gRPC answers whose ``probs`` TensorProto is no tensor of its own shape and dtype."""
+    tensor.dtype = DTYPE_ENUM["float32"]
+    width = N_CLASSES if b is not Behaviour.DEEP else -3
+    for size in (0 if b is Behaviour.NO_ROWS else rows, width):
+        tensor.tensor_shape.dim.add().size = size
+    if b is Behaviour.RAGGED:
+        tensor.tensor_content = b"\x00" * (rows * N_CLASSES * 4 - 2)  # not whole float32s
+    elif b is Behaviour.DEEP:
+        tensor.float_val.extend([0.5] * rows * N_CLASSES)
 
 
 def _signature_proto() -> Any:
@@ -284,6 +316,9 @@ def _grpc_handler(server: FakeServer) -> grpc.GenericRpcHandler:
             pack(
                 np.array([[b"cat", b"dog", b"?"]] * len(x), dtype=object), response.outputs["probs"]
             )
+            return bytes(response.SerializeToString())
+        if b in (Behaviour.NO_ROWS, Behaviour.RAGGED, Behaviour.DEEP):
+            _malformed_tensor(b, len(x), response.outputs["probs"])
             return bytes(response.SerializeToString())
         outputs = server.outputs(np.asarray(x, dtype=np.float32), n)
         if outputs is None:
@@ -472,6 +507,13 @@ EXPECTED: dict[tuple[Behaviour, str], tuple[int, str]] = {
     (Behaviour.DIFFERS, "grpc"): (1, "accuracy drop upper bound"),
     (Behaviour.STRINGS, "rest"): (1, "expected dtype float32, got values that are not numbers"),
     (Behaviour.STRINGS, "grpc"): (1, "expected dtype float32, got values that are not numbers"),
+    (Behaviour.NO_ROWS, "rest"): (1, "expected shape [1, 3], got [0]"),
+    (Behaviour.NO_ROWS, "grpc"): (1, "expected shape [1, 3], got [0, 3]"),
+    (Behaviour.RAGGED, "rest"): (1, "predict answer is not a tensor of the outputs"),
+    (Behaviour.RAGGED, "grpc"): (1, "predict answer is not a tensor of the outputs"),
+    (Behaviour.MIXED_KEYS, "rest"): (1, "predict answer is not a tensor of the outputs"),
+    (Behaviour.DEEP, "rest"): (2, "answer is not JSON"),
+    (Behaviour.DEEP, "grpc"): (1, "predict answer is not a tensor of the outputs"),
 }
 
 
@@ -628,6 +670,8 @@ OPERATOR_CASES = [
     (Behaviour.NAN, "non-finite values"),
     (Behaviour.STRINGS, "got values that are not numbers"),
     (Behaviour.DIFFERS, "accuracy drop upper bound"),
+    (Behaviour.RAGGED, "predict answer is not a tensor of the outputs"),
+    (Behaviour.NO_ROWS, "expected shape [1, 3], got [0"),
 ]
 
 

@@ -26,6 +26,25 @@ def test_kopf_request_retries_outlast_a_ten_minute_api_outage() -> None:
     assert max(first) <= 10 and first[:2] == [1.0, 1.0]
 
 
+async def test_the_operator_gives_kopf_those_backoffs_at_startup() -> None:
+    """The backoffs above only help if the startup handler installs them into kopf's
+    settings (its watch and every API request read ``networking.error_backoffs``)."""
+    import kopf
+    from kopf._core.intents.causes import Activity
+
+    from tensorgate.handlers import register
+    from tensorgate.settings import Settings
+
+    registry = kopf.OperatorRegistry()
+    register(registry, Settings())
+    (startup,) = registry._activities.get_handlers(activity=Activity.STARTUP)
+    memo, kopf_settings = kopf.Memo(settings=Settings(), state={}), kopf.OperatorSettings()
+    assert sum(kopf_settings.networking.error_backoffs) < 60  # kopf's own default
+    await startup.fn(settings=kopf_settings, memo=memo)
+    assert isinstance(kopf_settings.networking.error_backoffs, ApiBackoffs)
+    assert sum(kopf_settings.networking.error_backoffs) > 600
+
+
 # --- API faults at exact requests (KMock) ------------------------------------------------------
 #
 # ``Fault`` is a KMock criterion: it picks the n-th request (1-based) with a method and path

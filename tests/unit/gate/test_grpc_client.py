@@ -277,9 +277,9 @@ async def test_grpc_client_packs_no_more_requests_than_it_has_in_flight(
         assert len(live) <= 2, "more packed requests than requests in flight"
         return pack_request(*args)
 
-    def answered(raw: bytes) -> dict[str, np.ndarray]:
+    def answered(raw: bytes, model: str) -> dict[str, np.ndarray]:
         live.pop()
-        return read_outputs(raw)
+        return read_outputs(raw, model)
 
     monkeypatch.setattr(grpc_client, "_predict_request", packed)
     monkeypatch.setattr(grpc_client, "_predict_outputs", answered)
