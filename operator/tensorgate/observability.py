@@ -42,7 +42,9 @@ from tensorgate.engine.rollout import Event
 PROMOTED = "Promoted"
 ROLLED_BACK = "RolledBack"
 UNKNOWN_REASON = "Unknown"
-RECONCILE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+RECONCILE_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
 
 StatusLike = ModelDeploymentStatus | Mapping[str, Any] | None
 

@@ -72,6 +72,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format, text_format  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
@@ -180,12 +181,24 @@ class _Servable:
 
     @classmethod
     def load(cls, version: int, path: Path) -> _Servable:
+        """Load one version; a folder that holds no loadable SavedModel (a corrupt
+        ``saved_model.pb``, missing variables) is a ``ConfigError`` naming it, as TF
+        Serving ends that version with its load error instead of serving it."""
         saved = saved_model_pb2.SavedModel()
-        saved.ParseFromString((path / "saved_model.pb").read_bytes())
+        try:
+            saved.ParseFromString((path / "saved_model.pb").read_bytes())
+        except (DecodeError, OSError) as exc:
+            raise ConfigError(f"{path}: saved_model.pb is not a SavedModel ({exc})") from exc
         meta = next((m for m in saved.meta_graphs if "serve" in m.meta_info_def.tags), None)
         if meta is None:
             raise ConfigError(f"{path}: no meta graph tagged 'serve'")
-        loaded = tf.saved_model.load(str(path), tags=["serve"])
+        try:
+            loaded = tf.saved_model.load(str(path), tags=["serve"])
+        except (tf.errors.OpError, OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ConfigError(
+                f"{path}: cannot load the SavedModel ({type(exc).__name__}: {first})"
+            ) from exc
         defs = {
             k: v
             for k, v in meta.signature_def.items()

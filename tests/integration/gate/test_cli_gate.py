@@ -149,3 +149,38 @@ def test_cli_plan_measures_disagreement_on_real_models(
     assert 0.0 <= body["disagreement"] <= 1.0
     assert body["minSamples"] == 222
     assert body["minSamples"] <= body["samplesFor80"] <= body["samplesFor95"]
+
+
+@pytest.mark.parametrize("broken", ["no-savedmodel", "empty-version", "corrupt-pb", "no-variables"])
+def test_cli_gate_broken_model_folder_exits_2_naming_it(
+    tmp_path: Path, served: dict[str, Served], broken: str
+) -> None:
+    """Issue 12, bad data: a candidate folder with no SavedModel, an empty version folder, a
+    ``saved_model.pb`` that is not one, or a SavedModel without its variables: exit 2 naming
+    the folder (the gate cannot run), never a traceback, never a promotion."""
+    import shutil
+
+    entry = served["digits"]
+    candidate = tmp_path / "candidate"
+    if broken == "no-savedmodel":
+        (candidate / "assets").mkdir(parents=True)
+    elif broken == "empty-version":
+        (candidate / "3").mkdir(parents=True)
+    else:
+        shutil.copytree(entry.base / "2", candidate)
+        if broken == "corrupt-pb":
+            (candidate / "saved_model.pb").write_bytes(b"\x0a\xff\xff this is no SavedModel")
+        else:
+            shutil.rmtree(candidate / "variables")
+    result = runner.invoke(
+        app,
+        [
+            "gate", "--stable", str(entry.base / "1"), "--candidate", str(candidate),
+            "--golden", str(entry.golden_path), "--contract", str(_contract_file(tmp_path, entry)),
+        ],
+    )  # fmt: skip
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 2, result.output
+    assert str(candidate) in result.stderr, result.stderr
