@@ -14,11 +14,16 @@ in one run on the same machine:
 - the gRPC floor: the same client, requests and answers against a server that does no
   inference (``--null-server``: it reads the request's shape and answers zeros), i.e. what
   Python gRPC itself costs to move the golden set;
+- bare grpcio: the same number of requests of the same byte size (no protobuf, no numpy, no
+  project code) sent to that server's echo method with the same requests in flight, answered
+  with a few bytes: the transport alone, below which no Python gRPC client can go;
 - REST: ``RestModelClient`` the same way (JSON, the REST defaults).
 
 Before that, batch rows x requests in flight per server are swept over a grid (512..8192 x
 1, 2, 4; median of ``--grid-repeats``) to show where the operator's choice sits. The CPU
-seconds each process spends per gRPC run (client, each server) tell where the time goes.
+seconds each process spends per gRPC run (client, each server) tell where the time goes;
+``cpuFloorOverInProcess`` is the ratio no gRPC gate can beat on the machine: the bare
+transport's CPU seconds plus the inference's, over every core, against the in-process time.
 Writes ``benchmarks/results/gate.json``.
 
     .venv/bin/python benchmarks/gate_bench.py [--samples 20000] [--repeats 5] [--rest-repeats 1]
@@ -165,7 +170,10 @@ def _null_server(port: int) -> None:
             ("grpc.max_receive_message_length", limit),
         ],
     )
-    methods = {"Predict": grpc.unary_unary_rpc_method_handler(predict)}
+    methods = {
+        "Predict": grpc.unary_unary_rpc_method_handler(predict),
+        _BARE_METHOD: grpc.unary_unary_rpc_method_handler(lambda raw, _context: raw[:8]),
+    }
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", methods),)
     )
@@ -173,6 +181,39 @@ def _null_server(port: int) -> None:
     server.start()
     print(NULL_READY, flush=True)
     server.wait_for_termination()
+
+
+_BARE_METHOD = "Bare"
+_BARE_PATH = f"/tensorflow.serving.PredictionService/{_BARE_METHOD}"
+
+
+async def _bare(servers: list[_Server], request_bytes: int, requests: int, in_flight: int) -> float:
+    """Bare grpcio: ``requests`` opaque payloads of ``request_bytes`` to each server at once."""
+    import grpc
+
+    limit = [("grpc.max_send_message_length", 256 * 1024 * 1024)]
+    channels = [grpc.aio.insecure_channel(s.grpc_target, options=limit) for s in servers]
+    payload = os.urandom(request_bytes)
+    try:
+        methods = [c.unary_unary(_BARE_PATH) for c in channels]
+        for m in methods:  # connect outside the timing
+            await m(b"x")
+
+        async def one(method: Any) -> None:
+            slots = asyncio.Semaphore(in_flight)
+
+            async def call() -> None:
+                async with slots:
+                    await method(payload, timeout=120.0)
+
+            await asyncio.gather(*(call() for _ in range(requests)))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(m) for m in methods))
+        return time.perf_counter() - start
+    finally:
+        for c in channels:
+            await c.close()
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -283,9 +324,16 @@ def main() -> None:
     x = _golden(args.samples)
     gate = GATE_GRPC_OPTIONS
     rows = gate.rows_per_request({"pixels": x})
-    keys = ("inProcess", "grpc", "grpcNoInference", "rest")
+    keys = ("inProcess", "grpc", "grpcNoInference", "grpcBare", "rest")
+    requests = -(-len(x) // rows)  # per model
+    request_bytes = rows * N_FEATURES * x.itemsize
     times: dict[str, list[float]] = {k: [] for k in keys}
-    cpu: dict[str, list[list[float]]] = {"inProcess": [], "grpc": [], "grpcNoInference": []}
+    cpu: dict[str, list[list[float]]] = {
+        "inProcess": [],
+        "grpc": [],
+        "grpcNoInference": [],
+        "grpcBare": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "bench"
         worker = [
@@ -319,6 +367,14 @@ def main() -> None:
                     elapsed, seconds = _timed_grpc(targets, x, gate)
                     times[key].append(elapsed)
                     cpu[key].append(seconds)
+                pids = [os.getpid()] + [s.pid for s in null]
+                before_bare = [_cpu_seconds(p) for p in pids]
+                times["grpcBare"].append(
+                    asyncio.run(_bare(null, request_bytes, requests, gate.concurrency))
+                )
+                cpu["grpcBare"].append(
+                    [_cpu_seconds(p) - b for p, b in zip(pids, before_bare, strict=True)]
+                )
                 if i < args.rest_repeats:
                     rest = ClientOptions(
                         timeout_s=120.0, batch_size=REST_BATCH[0], concurrency=REST_BATCH[1]
@@ -351,9 +407,19 @@ def main() -> None:
         "inProcessSecondsMedian": med["inProcess"],
         "grpcSecondsMedian": med["grpc"],
         "grpcNoInferenceSecondsMedian": med["grpcNoInference"],
+        "grpcBareSecondsMedian": med["grpcBare"],
         "restSecondsMedian": med.get("rest"),
         "grpcOverInProcess": round(med["grpc"] / med["inProcess"], 2),
         "grpcNoInferenceOverInProcess": round(med["grpcNoInference"] / med["inProcess"], 2),
+        "grpcBareOverInProcess": round(med["grpcBare"] / med["inProcess"], 2),
+        # No gRPC gate can beat this on this machine: the bare transport's CPU seconds plus
+        # the inference's, spread over every core, against the in-process wall time.
+        "cpuFloorOverInProcess": round(
+            (sum(cpu_med["grpcBare"].values()) + cpu_med["inProcess"]["both models"])
+            / (os.cpu_count() or 1)
+            / med["inProcess"],
+            2,
+        ),
         "restOverInProcess": round(med["rest"] / med["inProcess"], 2) if "rest" in med else None,
         "cpuSecondsPerRunMedian": cpu_med,
         "seconds": {k: [round(t, 4) for t in v] for k, v in times.items()},
