@@ -22,7 +22,7 @@ dashed forms of the first four are kept)::
         --rest_api_port 8501 --port 8500 --host 127.0.0.1 [--version N] \\
         [--model_config_file FILE] [--rest_api_timeout_in_ms MS] \\
         [--enable_serialization_as_tensor_content] [--enable_grpc_healthcheck_service] \\
-        [--monitoring_config_file FILE]
+        [--monitoring_config_file FILE] [--parent-pid PID]
 
 As ``model_servers/main.cc`` and ``server.cc`` do, ``--model_config_file`` wins over
 ``--model_name`` / ``--model_base_path`` (its ``model_version_policy`` chooses the versions),
@@ -84,6 +84,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from tensorgate.errors import ConfigError
+from tensorgate.processes import exit_with_parent
 from tensorgate.serving.base import TF_DTYPES, numpy_dtype
 from tensorgate.serving.tensors import keep_freed_memory, pack, split_predict_request, unpack
 
@@ -956,7 +957,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--version", type=int, action="append", help="serve this version (repeatable)"
     )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        help="exit once this process is no longer the parent (rollout --local sets it)",
+    )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        exit_with_parent(args.parent_pid)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.model_config_file is None and args.model_base_path is None:
         parser.error("one of --model_config_file or --model_base_path is required")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from tensorgate.engine.rollout import TrackObservation
 from tensorgate.errors import ConfigError, ServingError
 from tensorgate.platform.base import Body
 from tensorgate.platform.golden_sources import GoldenSources, is_remote
+from tensorgate.processes import spawn
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class LocalPlatform:
         rest, grpc = free_port(), free_port()
         log = self.workdir / f"{key[0]}-{track}-v{model.version}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once, the server runs on
+            proc = spawn(  # dies with this process, even when it is SIGKILLed
                 [
                     self.python,
                     "-m",
@@ -123,6 +125,8 @@ class LocalPlatform:
                     str(rest),
                     "--grpc-port",
                     str(grpc),
+                    "--parent-pid",
+                    str(os.getpid()),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
