@@ -25,6 +25,11 @@ class ConditionType(StrEnum):
     # Flux's kstatus conventions: working on it / needs a human to go on.
     RECONCILING = "Reconciling"
     STALLED = "Stalled"
+    # The last gate's verdict stands but is weak (``status.gate.warnings``: the stable model
+    # near chance on the golden set, a golden set too small to ever promote, a slice that
+    # regressed but does not decide): True says so without touching Ready (users are served)
+    # or Degraded (nothing failed).
+    GATE_WARNING = "GateWarning"
 
 
 class Reason(StrEnum):
@@ -43,6 +48,8 @@ class Reason(StrEnum):
     ACCURACY_GATE_FAILED = "AccuracyGateFailed"
     GOLDEN_SET_TOO_SMALL = "GoldenSetTooSmall"
     GATE_REPORT_FAILED = "GateReportFailed"
+    WEAK_VERDICT = "WeakVerdict"
+    NO_WARNINGS = "NoWarnings"
     STEP_ADVANCED = "StepAdvanced"
     METRIC_CHECK_FAILED = "MetricCheckFailed"
     PROMOTED = "Promoted"

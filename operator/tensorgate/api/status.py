@@ -19,7 +19,9 @@ class _Status(BaseModel):
 
 
 class Condition(_Status):
-    type: str = Field(description="Ready, Progressing, Degraded, Reconciling or Stalled.")
+    type: str = Field(
+        description="Ready, Progressing, Degraded, Reconciling, Stalled or GateWarning."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason, also used as the Event reason.")
     message: str = Field(default="", description="Human-readable details with the numbers.")

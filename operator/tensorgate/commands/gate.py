@@ -54,6 +54,9 @@ T = TypeVar("T")
 EXIT_PROMOTE = 0
 EXIT_ROLLBACK = 1
 EXIT_BAD_INPUT = 2
+# --deadline's default: the whole run (smoke and golden-set scoring), as long as the
+# operator's default analysis.progressDeadline (10m) gives one phase.
+DEADLINE_S = 600.0
 
 
 class Protocol(StrEnum):
@@ -315,7 +318,10 @@ def _gate(
     batch_size: int,
     concurrency: int,
     report_path: Path | None = None,
+    deadline_s: float = DEADLINE_S,
 ) -> int:
+    if not deadline_s > 0:
+        raise ConfigError(f"--deadline must be > 0 seconds (got {deadline_s})")
     contract, smoke, analysis, golden_spec = load_contract(contract_path)
     analysis = analysis or AnalysisSpec()
     updates: dict[str, float] = {}
@@ -335,8 +341,10 @@ def _gate(
 
     async def judge(stable_client: ModelClient, candidate_client: ModelClient) -> GateReport:
         with progress_bar(not as_json) as progress:
-            return await run_gate(
-                stable_client, candidate_client, golden_set, config, progress=progress
+            return await _within_deadline(
+                run_gate(stable_client, candidate_client, golden_set, config, progress=progress),
+                deadline_s,
+                golden_set.size,
             )
 
     report = with_clients(stable, candidate, contract, model_name, protocol, options, judge)
@@ -348,6 +356,25 @@ def _gate(
     if report_path is not None:
         write_html(report, report_path)
     return EXIT_PROMOTE if report.decision == Decision.PROMOTE else EXIT_ROLLBACK
+
+
+async def _within_deadline(run: Awaitable[T], deadline_s: float, samples: int) -> T:
+    """``run`` cancelled at ``--deadline`` (a ``ServingError``: the gate could not run, as the
+    operator counts a check past its progressDeadline as an edge failure): the per-exchange
+    ``--timeout-s`` alone lets a server answering just under it on every batch hold the run
+    for batches x timeout."""
+    scope = asyncio.timeout(deadline_s)
+    try:
+        async with scope:
+            return await run
+    except TimeoutError as exc:
+        if not scope.expired():
+            raise
+        raise ServingError(
+            f"did not finish within --deadline {deadline_s:g}s (smoke and scoring {samples} "
+            "golden samples on both models: the servers answer too slowly); raise --deadline "
+            "if they are slow by design"
+        ) from exc
 
 
 def gate(
@@ -380,6 +407,14 @@ def gate(
         Path | None,
         typer.Option("--report", help="Also write a self-contained HTML report to this file"),
     ] = None,
+    deadline_s: Annotated[
+        float,
+        typer.Option(
+            "--deadline",
+            help="Seconds the whole run (smoke and golden-set scoring) may take; past it the "
+            "gate stops with exit 2",
+        ),
+    ] = DEADLINE_S,
 ) -> None:
     """Smoke-test a candidate and compare it with the stable model: exit 0 promote, 1 rollback,
     2 bad input."""
@@ -398,6 +433,7 @@ def gate(
             batch_size,
             concurrency,
             report_path,
+            deadline_s,
         )
     except SpecError as exc:
         raise _fail("\n".join(exc.errors)) from exc

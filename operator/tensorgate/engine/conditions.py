@@ -23,7 +23,7 @@ def merge_conditions(
     changes: tuple[ConditionChange, ...] | list[ConditionChange],
     now: datetime,
 ) -> list[Condition]:
-    """Apply ``changes`` to ``current``; keep order Ready, Progressing, Degraded."""
+    """Apply ``changes`` to ``current``; keep ``ConditionType``'s order (Ready, Progressing, ...)."""
     by_type = {c.type: c for c in current}
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for ch in changes:

@@ -18,6 +18,7 @@ is run by the next (``Run*`` effect), and the decision after that judges the out
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from tensorgate.api.reasons import ConditionType, Phase, Reason
@@ -159,6 +160,23 @@ def _progressing(reason: Reason, message: str, gen: int, *, on: bool) -> Conditi
 
 def _degraded(reason: Reason, message: str, gen: int, *, on: bool) -> ConditionChange:
     return ConditionChange(ConditionType.DEGRADED, on, reason, message, gen)
+
+
+def _gate_warning(gate: GateStatus, gen: int) -> ConditionChange:
+    """``GateWarning`` from a judged gate: True (``WeakVerdict``) with its warnings (a stable
+    model near chance, a golden set too small to ever promote, a slice regression reported
+    only), False once a gate has none (smoke-only gates included)."""
+    if gate.warnings:
+        message = "; ".join(gate.warnings)
+        return ConditionChange(ConditionType.GATE_WARNING, True, Reason.WEAK_VERDICT, message, gen)
+    of = f"revision {gate.revision}" if gate.revision else f"version {gate.version}"
+    message = f"gate of {of}: no warnings"
+    return ConditionChange(ConditionType.GATE_WARNING, False, Reason.NO_WARNINGS, message, gen)
+
+
+def _judged(decision: Decision, gate: GateStatus, gen: int) -> Decision:
+    """``decision`` with the ``GateWarning`` condition of the gate it judged."""
+    return replace(decision, conditions=(*decision.conditions, _gate_warning(gate, gen)))
 
 
 def _history(
@@ -547,15 +565,16 @@ def _smoke_testing(
         return _limits(status, obs) or Decision(status, (*keep, RunSmoke("canary")), None, (), 0)
     if not gate.smoke_passed:
         failed = "; ".join(c.message for c in gate.smoke if not c.passed) or "smoke failed"
-        return _fail(status, obs, Reason.SMOKE_TEST_FAILED, failed)
+        return _judged(_fail(status, obs, Reason.SMOKE_TEST_FAILED, failed), gate, gen)
     if spec.golden_set is None:
-        return _start_progress(
+        started = _start_progress(
             status,
             obs,
             stable_rev,
             Reason.SMOKE_TEST_PASSED,
             f"smoke passed ({len(gate.smoke)} checks); no golden set",
         )
+        return _judged(started, gate, gen)
     status = _enter(
         status,
         Phase.EVALUATING,
@@ -581,25 +600,30 @@ def _evaluating(
     gate = _gate_current(status, obs.revision)
     if not gate.compared:
         return _limits(status, obs) or Decision(status, (*keep, RunComparison()), None, (), 0)
+    gen = obs.generation
     if gate.decision != "promote":
-        return _fail(
+        failed = _fail(
             status,
             obs,
             Reason.ACCURACY_GATE_FAILED,
             "; ".join(gate.reasons) or "accuracy gate failed",
         )
-    passed = _start_progress(
-        status, obs, stable_rev, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate)
+        return _judged(failed, gate, gen)
+    passed = _judged(
+        _start_progress(status, obs, stable_rev, Reason.ACCURACY_GATE_PASSED, _gate_numbers(gate)),
+        gate,
+        gen,
     )
     if gate.warnings and passed.event is not None:
         # A gate that passed with warnings (a stable model near chance, a golden set that
-        # could hardly ever promote) says so where people look: a Warning Event.
+        # could hardly ever promote) says so where people look: a Warning Event, and the
+        # GateWarning condition (set above) that stays until a gate without warnings.
         warned = Event(
             Reason.ACCURACY_GATE_PASSED,
             f"{passed.event.message}; warnings: {'; '.join(gate.warnings)}",
             warning=True,
         )
-        return Decision(passed.status, passed.effects, warned, passed.conditions, passed.requeue_s)
+        return replace(passed, event=warned)
     return passed
 
 

@@ -25,7 +25,8 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ from tests.unit.gate.conftest import N_CLASSES, N_FEATURES, good_fn, make_contra
 MODEL = "m"
 VERSION = 1
 SLOW_S = 30.0  # the issue's "answers correctly after 30 s per call"
+BATCH_DELAY_S = 0.5  # SLOW_BATCHES: well under --timeout-s, on every golden-set batch
+SMOKE_ROWS = 4  # smoke.batchSize: a predict of more rows is a golden-set batch
 
 
 class Behaviour(StrEnum):
@@ -72,6 +75,7 @@ class Behaviour(StrEnum):
     STRINGS = "strings"  # metadata matches; predict answers a float output with text
     TRICKLE = "trickle"  # REST, golden-set batches: 200, then one byte every 0.5 s
     FLOOD = "flood"  # REST, golden-set batches: 200, then 64 KiB every 30 ms (~2 MB/s), endless
+    SLOW_BATCHES = "slow-batches"  # golden-set batches: right, after BATCH_DELAY_S each
     # Answers that parse but are no tensor of the signature's outputs:
     NO_ROWS = "no-rows"  # 200 with zero rows for a batch of n
     RAGGED = "ragged"  # REST: rows of different lengths; gRPC: tensor_content not whole floats
@@ -84,6 +88,7 @@ class Counter:
     metadata: int = 0
     predict: int = 0
     failed: int = 0
+    slow: int = 0  # SLOW_BATCHES: golden-set batches begun
     bodies: set[bytes] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -115,6 +120,9 @@ class FakeServer:
             return None
         if b is Behaviour.SLOW:
             self.release.wait(SLOW_S)
+        if b is Behaviour.SLOW_BATCHES and len(x) > SMOKE_ROWS:
+            self.seen.count("slow")
+            self.release.wait(BATCH_DELAY_S)
         probs = good_fn({"x": x})["probs"]
         if b is Behaviour.WRONG_SHAPE:
             return {"probs": probs[:, :2]}
@@ -227,11 +235,11 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            if b in (Behaviour.TRICKLE, Behaviour.FLOOD) and len(request["inputs"]["x"]) > 4:
+            rows = len(request["inputs"]["x"])
+            if b in (Behaviour.TRICKLE, Behaviour.FLOOD) and rows > SMOKE_ROWS:
                 self._dribble(b)
                 return
             if b is Behaviour.STRINGS:
-                rows = len(request["inputs"]["x"])
                 self._send(200, json.dumps({"outputs": [["cat", "dog", "?"]] * rows}).encode())
                 return
             if b in _MALFORMED_JSON:
@@ -455,21 +463,25 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     contract = root / "md.yaml"
     spec = {
         "contract": make_contract().model_dump(mode="json", by_alias=True, exclude_none=True),
-        "smoke": {"batchSize": 4, "timeout": SMOKE_TIMEOUT},
+        "smoke": {"batchSize": SMOKE_ROWS, "timeout": SMOKE_TIMEOUT},
     }
     contract.write_text(yaml.safe_dump({"spec": spec}))
     return golden, contract
 
 
 def gate(
-    stable: str, candidate: str, files: tuple[Path, Path], per_call_s: float = PER_CALL_S
+    stable: str,
+    candidate: str,
+    files: tuple[Path, Path],
+    per_call_s: float = PER_CALL_S,
+    extra: Sequence[str] = (),
 ) -> Gated:
     """``tensorgate gate --json`` in-process, in a thread that must end within DEADLINE_S."""
     golden, contract = files
     args = [
         "gate", "--stable", stable, "--candidate", candidate, "--golden", str(golden),
         "--contract", str(contract), "--model-name", MODEL, "--timeout-s", str(per_call_s),
-        "--json",
+        "--json", *extra,
     ]  # fmt: skip
     result: list[Any] = []
     worker = threading.Thread(
@@ -632,7 +644,7 @@ def md_body(version: str, protocol: str, status: dict[str, Any]) -> dict[str, An
         "serving": {"replicas": 2, "gateProtocol": protocol},
         "contract": make_contract().model_dump(mode="json", by_alias=True, exclude_none=True),
         "goldenSet": {"uri": "/golden/m.npz"},
-        "smoke": {"batchSize": 4, "timeout": SMOKE_TIMEOUT},
+        "smoke": {"batchSize": SMOKE_ROWS, "timeout": SMOKE_TIMEOUT},
         "analysis": {"steps": [50, 100], "interval": "10s", "maxEdgeErrors": 2},
     }
     meta = {"name": MODEL, "namespace": "ml", "generation": int(version)}
@@ -710,3 +722,47 @@ async def test_operator_rolls_a_broken_canary_back(
     assert any(reason in t for t in texts), (reason, texts)
     rolled = [e for e in events if "rolled back 2 to 1" in e]
     assert len(rolled) == 1 and reason in rolled[0], events
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_a_server_slow_on_every_batch_is_stopped_at_the_deadline(
+    protocol: str, files: tuple[Path, Path]
+) -> None:
+    """Every golden-set batch answered right after 0.5 s, under ``--timeout-s 2``: no call
+    times out, and 2 x 50 batches of 8 one at a time would hold the run for about 50 s.
+    ``--deadline 1.5`` stops the whole run at 1.5 s with exit 2 ("cannot run the gate", as
+    the operator retries a check past its deadline), naming the deadline and how to raise it.
+    Before, scoring had no overall deadline (the run outlived the harness's 30 s)."""
+    deadline_s = 1.5
+    extra = ["--deadline", str(deadline_s), "--batch-size", "8", "--concurrency", "1"]
+    with (
+        serving(Behaviour.SLOW_BATCHES, protocol) as stable,
+        serving(Behaviour.SLOW_BATCHES, protocol) as candidate,
+    ):
+        started = time.monotonic()
+        result = gate(url(stable, protocol), url(candidate, protocol), files, 2.0, extra)
+        elapsed_s = time.monotonic() - started
+        batches_begun = stable.seen.slow + candidate.seen.slow
+    assert result.decision != "promote", result.text
+    assert result.code == 2, result.text
+    assert "cannot run the gate: did not finish within --deadline 1.5s" in result.stderr
+    assert "raise --deadline" in result.stderr, result.stderr
+    assert "timed out" not in result.text, result.text  # no single call hit --timeout-s
+    # The golden set was being scored (not smoke) when the deadline ran out ...
+    assert 1 <= batches_begun <= deadline_s / BATCH_DELAY_S + 1, batches_begun
+    # ... and the run ended at it: not before, and not batches x timeout later.
+    assert deadline_s <= elapsed_s < deadline_s + 3.0, elapsed_s
+
+
+@pytest.mark.parametrize("deadline", ["0", "-1", "nan"])
+def test_a_deadline_that_is_not_positive_is_bad_input(
+    deadline: str, files: tuple[Path, Path]
+) -> None:
+    """``--deadline`` 0, negative or NaN could never let a gate run: exit 2 naming the option,
+    before any server is asked."""
+    with serving(Behaviour.HEALTHY, "rest") as stable, serving(Behaviour.HEALTHY, "rest") as c:
+        result = gate(url(stable, "rest"), url(c, "rest"), files, extra=["--deadline", deadline])
+        asked = stable.seen.metadata + c.seen.metadata + stable.seen.predict + c.seen.predict
+    assert result.code == 2, result.text
+    assert "--deadline must be > 0 seconds" in result.stderr, result.stderr
+    assert asked == 0

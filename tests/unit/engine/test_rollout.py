@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from tensorgate.api.reasons import Phase, Reason
+from tensorgate.api.reasons import ConditionType, Phase, Reason
 from tensorgate.api.status import CheckResult, GateStatus
+from tensorgate.engine.conditions import merge_conditions
 from tensorgate.engine.rollout import (
     ApplyTrack,
     BeginAnalysis,
@@ -24,6 +26,7 @@ from tensorgate.engine.rollout import (
     record_check_results,
 )
 from tests.unit.engine.conftest import (
+    T0,
     failed,
     make_obs,
     make_spec,
@@ -496,3 +499,73 @@ def test_gate_warnings_reach_a_warning_event() -> None:
     )
     assert d.status.phase == Phase.PROGRESSING
     assert d.event is not None and d.event.warning and "near chance" in d.event.message
+
+
+def _gate_warning(conditions: Any) -> Any:
+    (cond,) = [c for c in conditions if c.type == ConditionType.GATE_WARNING]
+    return cond
+
+
+NEAR_CHANCE = "stable model scores near chance on the golden set: accuracy 0.1100"
+
+
+def test_gate_warning_condition_set_by_a_weak_pass_and_cleared_by_a_clean_gate() -> None:
+    """A passed gate with warnings sets GateWarning=True (reason WeakVerdict, the warnings as
+    message) without touching Ready or Degraded; the next rollout's gate without warnings
+    sets it False, and only that flip moves lastTransitionTime."""
+    weak = gate(smoke_passed=True, compared=True, decision="promote", warnings=[NEAR_CHANCE])
+    d = decide(make_status(Phase.EVALUATING, canary="2", gate=weak), make_obs(canary=ready("2", 1)))
+    assert d.status.phase == Phase.PROGRESSING
+    cond = _gate_warning(d.conditions)
+    assert (cond.is_true, cond.reason, cond.message) == (True, Reason.WEAK_VERDICT, NEAR_CHANCE)
+    assert not any(c.type in {ConditionType.READY, ConditionType.DEGRADED} for c in d.conditions)
+    written = merge_conditions([], d.conditions, T0)
+
+    clean = GateStatus(version="3", smoke_passed=True, compared=True, decision="promote")
+    later = make_status(Phase.EVALUATING, stable="2", canary="3", gate=clean, conditions=written)
+    d = decide(later, make_obs(make_spec("3"), stable=ready("2"), canary=ready("3", 1)))
+    assert d.status.phase == Phase.PROGRESSING
+    assert d.event is not None and not d.event.warning
+    cond = _gate_warning(d.conditions)
+    assert (cond.is_true, cond.reason) == (False, Reason.NO_WARNINGS)
+    assert "no warnings" in cond.message
+    stamp = T0 + timedelta(minutes=5)
+    after = _gate_warning(merge_conditions(written, d.conditions, stamp))
+    assert (after.status, after.reason) == ("False", "NoWarnings")
+    assert after.last_transition_time == stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_gate_warning_condition_set_by_a_weak_failed_gate() -> None:
+    """A gate that fails with warnings rolls back (Degraded) and says the verdict was weak."""
+    weak = gate(
+        smoke_passed=True,
+        compared=True,
+        decision="rollback",
+        reasons=["drop upper bound 0.0412 > maxAccuracyDrop 0.02"],
+        warnings=[NEAR_CHANCE],
+    )
+    d = decide(make_status(Phase.EVALUATING, canary="2", gate=weak), make_obs(canary=ready("2", 1)))
+    assert d.status.phase == Phase.ROLLED_BACK
+    cond = _gate_warning(d.conditions)
+    assert (cond.is_true, cond.reason) == (True, Reason.WEAK_VERDICT)
+
+
+@pytest.mark.parametrize(
+    ("smoke_passed", "phase"),
+    [(True, Phase.PROGRESSING), (False, Phase.ROLLED_BACK)],
+    ids=["smoke-only-pass-clears-gate-warning", "smoke-failure-clears-gate-warning"],
+)
+def test_gate_warning_condition_cleared_by_a_gate_without_golden_set(
+    smoke_passed: bool, phase: Phase
+) -> None:
+    spec = make_spec()
+    spec = spec.model_copy(update={"golden_set": None})
+    smoke = [CheckResult(name="shape", passed=smoke_passed, message="output shape")]
+    judged = gate(smoke_passed=smoke_passed, smoke=smoke)
+    d = decide(
+        make_status(Phase.SMOKE_TESTING, canary="2", gate=judged),
+        make_obs(spec, canary=ready("2", 1)),
+    )
+    assert d.status.phase == phase
+    cond = _gate_warning(d.conditions)
+    assert (cond.is_true, cond.reason) == (False, Reason.NO_WARNINGS)
