@@ -7,8 +7,9 @@ module imports no TensorFlow and it is safe on the operator's reconcile path. Ca
 typed ``*_val`` fields TF Serving sends by default, or ``tensor_content``),
 ``PredictionService.GetModelMetadata`` (``signature_def``) and ``ModelService.GetModelStatus``.
 
-Packing, serialising, parsing and unpacking run in a worker thread (``asyncio.to_thread``):
-the channel carries bytes, so no numpy or protobuf work of size runs on the event loop.
+Packing and serialising run in a worker thread (``asyncio.to_thread``), and so do parsing
+and unpacking of any answer over ``INLINE_ANSWER_BYTES``: the channel carries bytes, so no
+numpy or protobuf work of size runs on the event loop.
 
 Status codes and retries follow gRPC's meaning (``model_servers/http_server.cc`` maps the same
 codes to HTTP): UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED and CANCELLED are
@@ -71,6 +72,11 @@ TRANSIENT_CODES = frozenset(
     }
 )
 """gRPC codes worth another attempt (overload, restart, cut-off); others are final."""
+
+INLINE_ANSWER_BYTES = 256 * 1024
+"""Predict answers up to this size are decoded on the event loop (a 2,000 x 10 float answer,
+80 KB, takes ~20 us; the hop to a worker thread and back cost the gate 15-20 % in
+benchmarks/gate_bench.py); bigger ones in a worker thread."""
 
 _PREDICT = "/tensorflow.serving.PredictionService/Predict"
 _METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
@@ -229,6 +235,8 @@ class GrpcModelClient:
             request = await asyncio.to_thread(_predict_request, self._spec, inputs)
             raw = await self._call("Predict", _PREDICT, request)
             del request
+        if len(raw) <= INLINE_ANSWER_BYTES:  # a thread hop costs more than this decoding
+            return _predict_outputs(raw, self.model_name)
         return await asyncio.to_thread(_predict_outputs, raw, self.model_name)
 
     async def status(self) -> ModelStatus:

@@ -293,3 +293,32 @@ async def test_grpc_client_packs_no_more_requests_than_it_has_in_flight(
         await client.aclose()
     assert servicer.calls == 7
     np.testing.assert_array_equal(out["y"], x + 1)
+
+
+async def test_grpc_client_decodes_only_big_answers_in_a_worker_thread(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small answer is decoded on the event loop (the thread hop costs more than the
+    decoding); one over ``INLINE_ANSWER_BYTES`` in a worker thread, off the loop."""
+    import threading
+
+    import tensorgate.serving.grpc as grpc_client
+
+    threads: list[bool] = []
+    read_outputs = grpc_client._predict_outputs
+
+    def answered(raw: bytes, model: str) -> dict[str, np.ndarray]:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return read_outputs(raw, model)
+
+    monkeypatch.setattr(grpc_client, "_predict_outputs", answered)
+    servicer = _Servicer(fail=0, code=grpc.StatusCode.OK)
+    client = GrpcModelClient(await serve(servicer), "m", options=ClientOptions(retries=0))
+    big_rows = grpc_client.INLINE_ANSWER_BYTES // 8 + 1  # float32 x 2 per row: over the limit
+    try:
+        for rows in (3, big_rows):
+            x = np.ones((rows, 2), dtype=np.float32)
+            np.testing.assert_array_equal((await client.predict({"x": x}))["y"], x + 1)
+    finally:
+        await client.aclose()
+    assert threads == [True, False]  # small: on the loop's (main) thread; big: a worker
