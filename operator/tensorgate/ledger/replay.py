@@ -173,7 +173,11 @@ def verify_record(record: RolloutRecord) -> Verification | None:
     except (ValueError, TypeError, ZeroDivisionError) as exc:
         return Verification(record, gate.decision, None, MISMATCH, str(exc))
     detail = replayed.detail
-    if flat.get("slices"):
-        detail += "; per-slice tests not replayed yet"
+    verdict_record = flat.get("verdict")
+    if isinstance(verdict_record, Mapping) and verdict_record.get("slices"):
+        if not verdict_record.get("decideOnSlices"):  # replayed by the engine when they decided
+            detail += "; per-slice tests only warned (decideOnSlices false): not in the verdict"
+    elif flat.get("slices"):
+        detail += "; per-slice tests not replayed (the row has no verdict record)"
     outcome = MATCH if replayed.verdict == gate.decision else MISMATCH
     return Verification(record, gate.decision, replayed.verdict, outcome, detail)

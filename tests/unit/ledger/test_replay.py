@@ -126,3 +126,28 @@ def test_the_stored_inputs_keep_gate_fields_this_version_does_not_know() -> None
     assert inputs["gate"]["stableOnlyCorrect"] == 3
     assert inputs["gate"]["slices"][0]["id"] == "de"
     assert inputs["spec"] == {"maxAccuracyDrop": 0.05, "confidence": 0.95}
+
+
+@pytest.mark.parametrize("decide", [True, False])
+def test_slice_tests_are_replayed_when_they_decided(decide: bool) -> None:
+    """``history --verify`` said "per-slice tests not replayed yet" for every row with slices,
+    although the engine replays them from the verdict record when ``decideOnSlices`` is set:
+    a slice with a clear drop then replays to rollback; otherwise it only warned."""
+    slices = [{"slice": "de", "n": 200, "b": 30, "c": 0}, {"slice": "fr", "n": 800, "b": 0, "c": 0}]
+    verdict = {
+        "n": 1000, "b": 30, "c": 0, "confidence": CONFIDENCE, "margin": 0.05,
+        "method": "tango-score-cc", "slices": slices, "decideOnSlices": decide,
+        "sliceMargin": MARGIN,
+    }  # fmt: skip
+    stored = "rollback" if decide else "promote"  # overall 3 % drop is within the 5 % margin
+    checked = verify_record(_record({**_compared(30, 0, 1000), "verdict": verdict}, stored))
+    assert checked is not None and checked.outcome == MATCH, checked
+    assert checked.replayed == stored
+    assert "not replayed" not in checked.detail
+    assert ("only warned" in checked.detail) is not decide
+
+
+def test_slices_of_a_row_without_a_verdict_record_are_named_as_not_replayed() -> None:
+    gate = {**_compared(3, 2, 1000), "slices": [{"slice": "de", "n": 10, "b": 1, "c": 0}]}
+    checked = verify_record(_record(gate, gate["decision"]))
+    assert checked is not None and "per-slice tests not replayed" in checked.detail
