@@ -346,6 +346,7 @@ class Reconciler:
                             "smoke": gate.smoke,
                             "smoke_passed": gate.smoke_passed,
                             "reasons": gate.reasons,
+                            "contract_diff": gate.contract_diff,
                             "revision": status.canary_revision,
                         }
                     )

@@ -81,6 +81,7 @@ class Behaviour(StrEnum):
     RAGGED = "ragged"  # REST: rows of different lengths; gRPC: tensor_content not whole floats
     MIXED_KEYS = "mixed-keys"  # REST row format: the rows name different outputs
     DEEP = "deep"  # REST: JSON nested 100,000 deep; gRPC: a dimension of -3
+    RENAMED = "renamed"  # metadata names the input `features` (was `x`): a contract change
 
 
 @dataclass
@@ -111,6 +112,10 @@ class FakeServer:
     cut: threading.Event = field(default_factory=threading.Event)  # gRPC CLOSES: cut now
     seen: Counter = field(default_factory=Counter)
     port: int = 0
+
+    @property
+    def input_name(self) -> str:
+        return "features" if self.behaviour is Behaviour.RENAMED else "x"
 
     def outputs(self, x: np.ndarray, n: int) -> dict[str, np.ndarray] | None:
         """What predict ``n`` (1-based) answers for ``x``; None: no answer at all (hang)."""
@@ -145,7 +150,7 @@ class FakeServer:
         return None
 
 
-def _signature_json() -> dict[str, Any]:
+def _signature_json(input_name: str = "x") -> dict[str, Any]:
     def info(name: str, width: int) -> dict[str, Any]:
         dims = [{"size": "-1", "name": ""}, {"size": str(width), "name": ""}]
         return {
@@ -160,7 +165,7 @@ def _signature_json() -> dict[str, Any]:
             "signature_def": {
                 "signature_def": {
                     "serving_default": {
-                        "inputs": {"x": info("serving_default_x:0", N_FEATURES)},
+                        "inputs": {input_name: info(f"serving_default_{input_name}:0", N_FEATURES)},
                         "outputs": {"probs": info("StatefulPartitionedCall:0", N_CLASSES)},
                         "method_name": "tensorflow/serving/predict",
                     }
@@ -209,7 +214,7 @@ def _handler(server: FakeServer) -> type[http.server.BaseHTTPRequestHandler]:
             if status is not None:
                 self._send(status, b'{"error": "model server unavailable"}')
                 return
-            self._send(200, json.dumps(_signature_json()).encode())
+            self._send(200, json.dumps(_signature_json(server.input_name)).encode())
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
@@ -278,10 +283,11 @@ def _malformed_tensor(b: Behaviour, rows: int, tensor: Any) -> None:
         tensor.float_val.extend([0.5] * rows * N_CLASSES)
 
 
-def _signature_proto() -> Any:
+def _signature_proto(input_name: str = "x") -> Any:
     defs = apis.SignatureDefMap()
     sig = defs.signature_def["serving_default"]
-    for target, name, width in ((sig.inputs, "x", N_FEATURES), (sig.outputs, "probs", N_CLASSES)):
+    pairs = ((sig.inputs, input_name, N_FEATURES), (sig.outputs, "probs", N_CLASSES))
+    for target, name, width in pairs:
         info = target[name]
         info.name = f"{name}:0"
         info.dtype = DTYPE_ENUM["float32"]
@@ -303,7 +309,7 @@ def _grpc_handler(server: FakeServer) -> grpc.GenericRpcHandler:
         response = apis.GetModelMetadataResponse()
         response.model_spec.name = MODEL
         response.model_spec.version.value = VERSION
-        response.metadata["signature_def"].Pack(_signature_proto())
+        response.metadata["signature_def"].Pack(_signature_proto(server.input_name))
         return bytes(response.SerializeToString())
 
     def predict(raw: bytes, context: grpc.ServicerContext) -> bytes:
@@ -684,6 +690,7 @@ OPERATOR_CASES = [
     (Behaviour.DIFFERS, "accuracy drop upper bound"),
     (Behaviour.RAGGED, "predict answer is not a tensor of the outputs"),
     (Behaviour.NO_ROWS, "expected shape [1, 3], got [0"),
+    (Behaviour.RENAMED, "input x renamed to features"),
 ]
 
 
@@ -722,6 +729,9 @@ async def test_operator_rolls_a_broken_canary_back(
     assert any(reason in t for t in texts), (reason, texts)
     rolled = [e for e in events if "rolled back 2 to 1" in e]
     assert len(rolled) == 1 and reason in rolled[0], events
+    if behaviour is Behaviour.RENAMED:  # the contract diff reaches status (it was dropped)
+        diff = status["gate"]["contractDiff"]
+        assert "input x renamed to features" in json.dumps(diff), diff
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
