@@ -32,7 +32,7 @@ For each N, in one namespace:
    see the README.)
 
 Ratios between N are the figures to read: the machine is shared, absolute numbers are noisy.
-Writes benchmarks/results/scale.json (merged per N, so sizes can be run one at a time).
+Writes benchmarks/results/scale.json with the sizes of this run only.
 """
 
 from __future__ import annotations
@@ -618,8 +618,9 @@ def main() -> None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     kubectl("apply", "-f", "-", stdin=bench_nodes())
     identity = operator_identity(Path(args.workdir))
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results.setdefault("runs", {})
+    # One run, every size side by side (ratios between N are the figures): no merging with
+    # sizes measured at another commit.
+    results: dict[str, Any] = {"runs": {}}
     results["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
