@@ -47,6 +47,7 @@ from tensorgate.settings import Settings
 # annotation of ours (tensorgate.dev/command) is a change kopf reports.
 KOPF_PREFIX = f"kopf.{GROUP}"
 EDGE_BACKOFF_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+INFORMER_SYNC_S = 10.0  # the longest a driver waits for the informers' first lists
 WEBHOOK_DRAIN_S = 5.0
 
 
@@ -295,6 +296,9 @@ async def drive(memo: Any, state: ObjectState, path: str, logger: Any) -> None:
     """The driver of one object: decide, write, sleep what the engine asked, or until woken
     (at most the resync interval). Never raises: errors back off and are retried."""
     resync_s = memo.settings.reconcile_interval_s
+    # As a controller waits for its caches: at a restart, 1,000 drivers deciding before the
+    # informers have listed would each read their children by GET, all at once.
+    await memo.state["client"].informers_synced(INFORMER_SYNC_S)
     with contextlib.suppress(EdgeError):
         await recover_unrecorded(memo, state, path, logger)
     while True:

@@ -320,3 +320,60 @@ async def test_an_urgent_request_waits_ahead_of_ordinary_ones_each_lane_in_order
         assert order == ["first", "u1/status", "u2/status", "a", "b"]
     finally:
         await kube.aclose()
+
+
+class PagedAPI(FakeAPI):
+    """Lists in pages of the ``limit`` asked for, with ``continue`` tokens, as kube-apiserver
+    does; the resourceVersion of the snapshot is on every page."""
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        if request.url.path != DEPLOYMENTS or params.get("watch") == "true":
+            return await super().__call__(request)
+        self.requests.append(request)
+        limit = int(params["limit"])
+        start = int(params.get("continue") or 0)
+        page = self.items[start : start + limit]
+        meta: dict[str, Any] = {"resourceVersion": "10"}
+        if start + limit < len(self.items):
+            meta["continue"] = str(start + limit)
+        return httpx.Response(200, json={"metadata": meta, "items": page})
+
+
+async def test_the_list_is_read_in_pages_and_drivers_can_wait_for_it(
+    monkeypatch: Any,
+) -> None:
+    """At a restart with 1,000s of children the informer lists them in pages (``limit`` and
+    ``continue``, each page slimmed before the next), and ``informers_synced`` tells the
+    drivers when every informer has listed once, so their first decisions read no GETs."""
+    import tensorgate.platform.kubernetes.client as kube_client
+
+    monkeypatch.setattr(kube_client, "LIST_PAGE", 2)
+    api = PagedAPI([dep(f"d{i}", str(i)) for i in range(5)], [])
+    kube = client(api)
+    kube.inform("apps/v1", "Deployment", ("ns",), SELECTOR)
+    try:
+        assert await kube.informers_synced(timeout_s=10)
+        lists = [r.url.params for r in api.requests if r.url.params.get("watch") != "true"]
+        assert [(p["limit"], p.get("continue")) for p in lists] == [
+            ("2", None), ("2", "2"), ("2", "4")
+        ]  # fmt: skip
+        for i in range(5):
+            got = await kube.read(f"{DEPLOYMENTS}/d{i}")
+            assert got is not None and "managedFields" not in got["metadata"]
+        assert api.gets(f"{DEPLOYMENTS}/d0") == 0
+        assert api.watches()[0]["resourceVersion"] == "10"
+    finally:
+        await kube.aclose()
+
+
+async def test_waiting_for_informers_that_cannot_list_ends_at_its_timeout() -> None:
+    async def refused(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"message": "forbidden"})
+
+    kube = client(refused)
+    kube.inform("apps/v1", "Deployment", ("ns",), SELECTOR)
+    try:
+        assert await kube.informers_synced(timeout_s=0.3) is False
+    finally:
+        await kube.aclose()

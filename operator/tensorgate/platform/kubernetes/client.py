@@ -28,6 +28,7 @@ from tensorgate.errors import KubeAPIError
 logger = logging.getLogger(__name__)
 
 LAST_APPLIED = "tensorgate.dev/last-applied"
+LIST_PAGE = 500  # objects per LIST page (client-go's reflector pages its lists by 500 too)
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 # Requests in flight at once. Above this they wait in a FIFO semaphore instead of httpcore's
 # pool, whose queue is quadratic in the number of waiting requests (1,000 objects deciding at
@@ -312,6 +313,12 @@ class KubeClient:
         self.informers.append(informer)
         return informer
 
+    async def informers_synced(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until every informer has listed once: decisions made
+        before that read by GET, which for 1,000s of objects at a restart is a burst."""
+        synced = await asyncio.gather(*(i.wait_synced(timeout_s) for i in self.informers))
+        return all(synced)
+
     def _informer_for(self, path: str) -> Informer | None:
         return next((i for i in self.informers if i.covers(path)), None)
 
@@ -481,6 +488,7 @@ class Informer:
         self._backoff_s = backoff_s
         self._objects: dict[str, dict[str, Any]] = {}
         self._synced: set[str] = set()  # namespaces, or "" for the cluster
+        self._first_sync = asyncio.Event()  # every scope listed once
         self._tasks: list[asyncio.Task[None]] = []
         probe = collection_path(api_version, kind, "NS")
         self._prefix, self._plural = probe.split("/namespaces/NS/")
@@ -557,6 +565,34 @@ class Informer:
                 item.setdefault("metadata", {}).setdefault("namespace", namespace)
             self._objects[self._path(item)] = _slim(item)
         self._synced.add(namespace)
+        if self._synced >= set(self._namespaces or ("",)):
+            self._first_sync.set()
+
+    async def wait_synced(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until every scope has been listed once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_sync.wait(), timeout=timeout_s)
+        return self._first_sync.is_set()
+
+    async def _list(self, path: str) -> tuple[list[dict[str, Any]], str]:
+        """The collection in pages of ``LIST_PAGE`` (as client-go's reflector lists), each
+        slimmed before the next is asked for, so that listing 1,000s of objects never holds
+        them all whole at once; and the list's resourceVersion to watch from."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params = {"labelSelector": self.label_selector, "limit": str(LIST_PAGE)}
+            if token:
+                params["continue"] = token
+            page = await self._client.request("GET", path, params=params) or {}
+            items += [_slim(item) for item in page.get("items") or []]
+            meta = page.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                version = str(meta.get("resourceVersion") or "")
+                if not version:
+                    raise KubeAPIError(f"LIST {path}: no resourceVersion to watch from")
+                return items, version
 
     def start(self) -> None:
         for scope in self._namespaces or ("",):
@@ -572,13 +608,8 @@ class Informer:
         path, failures = self._collection(scope), 0
         while True:
             try:
-                listing = await self._client.request(
-                    "GET", path, params={"labelSelector": self.label_selector}
-                )
-                version = str(((listing or {}).get("metadata") or {}).get("resourceVersion") or "")
-                if not version:
-                    raise KubeAPIError(f"LIST {path}: no resourceVersion to watch from")
-                self.replace(scope, list((listing or {}).get("items") or []))
+                items, version = await self._list(path)
+                self.replace(scope, items)
                 failures = 0
                 while version:
                     started = time.monotonic()
