@@ -599,7 +599,7 @@ def provenance() -> dict[str, str]:
 
 def main() -> None:
     if os.environ.get("TENSORGATE_BENCH_SCALE") != "1":
-        # `make bench` runs every benchmarks/*.py; this one needs its own cluster and ~12 min.
+        # `make bench` runs every benchmarks/*.py; this one needs its own cluster and ~23 min.
         print(
             "operator_scale.py: skipped (run `make bench-scale`, which sets TENSORGATE_BENCH_SCALE=1)"
         )
