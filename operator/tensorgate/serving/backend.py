@@ -183,8 +183,10 @@ class _Servable:
     @classmethod
     def load(cls, version: int, path: Path) -> _Servable:
         """Load one version; a folder that holds no loadable SavedModel (a corrupt
-        ``saved_model.pb``, missing variables) is a ``ConfigError`` naming it, as TF
-        Serving ends that version with its load error instead of serving it."""
+        ``saved_model.pb``, missing variables) is a ``ConfigError`` naming it. TF Serving
+        fails the same way at start-up: ``model_servers/server_core.cc`` returns the load
+        error from ``ConnectAdaptersToManagerAndAwaitModelLoads``, so ``server.cc``'s
+        ``BuildAndStart`` fails and the server exits without opening a port."""
         saved = saved_model_pb2.SavedModel()
         try:
             saved.ParseFromString((path / "saved_model.pb").read_bytes())
@@ -196,9 +198,9 @@ class _Servable:
         try:
             loaded = tf.saved_model.load(str(path), tags=["serve"])
         except (tf.errors.OpError, OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            detail = _condense(str(exc))[:300]
             raise ConfigError(
-                f"{path}: cannot load the SavedModel ({type(exc).__name__}: {first})"
+                f"{path}: cannot load the SavedModel ({type(exc).__name__}: {detail})"
             ) from exc
         defs = {
             k: v

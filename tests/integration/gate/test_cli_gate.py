@@ -157,7 +157,9 @@ def test_cli_gate_broken_model_folder_exits_2_naming_it(
 ) -> None:
     """Issue 12, bad data: a candidate folder with no SavedModel, an empty version folder, a
     ``saved_model.pb`` that is not one, or a SavedModel without its variables: exit 2 naming
-    the folder (the gate cannot run), never a traceback, never a promotion."""
+    the folder (the gate cannot run), never a traceback, never a promotion. TF Serving
+    refuses to start on such a folder too (``model_servers/server_core.cc``: the initial
+    load error is returned by ``ConnectAdaptersToManagerAndAwaitModelLoads``)."""
     import shutil
 
     entry = served["digits"]

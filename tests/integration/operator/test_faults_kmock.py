@@ -128,6 +128,18 @@ async def _rollout(kube: KubeEnv) -> dict[str, Any]:
     return await _ready(kube)
 
 
+async def _lift(kube: KubeEnv, fault: Fault) -> int:
+    """End an active fault and let the rollout finish (the stable pods made ready): how many
+    requests the fault had met."""
+    attempts = len(fault.seen)
+    fault.active = False
+    dep = kube.path("apps/v1", "Deployment", "mnist-stable")
+    await eventually(lambda: kube.client.get(dep), timeout_s=30, what="stable Deployment")
+    await kube.mark_ready("mnist-stable")
+    await _ready(kube)
+    return attempts
+
+
 def _one_of_each(events: list[tuple[str, str, str]]) -> None:
     assert events and len(events) == len(set(events)), events  # none posted twice
 
@@ -209,12 +221,7 @@ async def test_deployment_create_refused_blocks_with_status_and_event_then_recov
 
     warnings = await eventually(warned, timeout_s=30, what="the EdgeError Event")
     assert all(e[0] == "Warning" and "blocked, retrying" in e[2] for e in warnings), warnings
-    attempts = len(fault.seen)
-    fault.active = False
-    dep = kube.path("apps/v1", "Deployment", "mnist-stable")
-    await eventually(lambda: kube.client.get(dep), timeout_s=30, what="stable Deployment")
-    await kube.mark_ready("mnist-stable")
-    await _ready(kube)
+    attempts = await _lift(kube, fault)
     assert attempts < 40, attempts  # backed off, not a hot loop
     assert await _names(kube, "apps/v1", "Deployment") == ["mnist-stable"]
     _one_of_each(await _events(kube))
@@ -279,12 +286,7 @@ async def test_a_full_service_range_blocks_with_status_and_event(
 
     # The Warning Event is asserted by the Deployment test above: KMock names every Event of
     # an object alike (no generateName), so it refuses this one, the object's second, with 409.
-    attempts = len(fault.seen)
-    fault.active = False
-    dep = kube.path("apps/v1", "Deployment", "mnist-stable")
-    await eventually(lambda: kube.client.get(dep), timeout_s=30, what="stable Deployment")
-    await kube.mark_ready("mnist-stable")
-    await _ready(kube)
+    attempts = await _lift(kube, fault)
     assert attempts < 40, attempts  # backed off, not a hot loop
     assert await _names(kube, "v1", "Service") == ["mnist"]
 

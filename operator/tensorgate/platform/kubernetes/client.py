@@ -556,14 +556,15 @@ class Informer:
         return str(version) if version else ""
 
     def replace(self, namespace: str, items: list[dict[str, Any]]) -> None:
-        """A fresh list of one scope replaces what the cache held for it."""
+        """A fresh list of one scope (slimmed objects, as ``_list`` gives them) replaces
+        what the cache held for it."""
         prefix = self._collection(namespace) + "/" if namespace else None
         for path in [p for p in self._objects if prefix is None or p.startswith(prefix)]:
             del self._objects[path]
         for item in items:
             if namespace:
                 item.setdefault("metadata", {}).setdefault("namespace", namespace)
-            self._objects[self._path(item)] = _slim(item)
+            self._objects[self._path(item)] = item
         self._synced.add(namespace)
         if self._synced >= set(self._namespaces or ("",)):
             self._first_sync.set()
